@@ -1,0 +1,180 @@
+"""Training data: grayscale HR images, their x4 degradations, and random aligned patch pairs.
+
+The main protocol (x4-native, QUALITY_PROTOCOLS.md) downsizes the whole 8-bit image with PIL's
+antialiased bicubic and keeps the LR 8-bit. Training degrades whole images the same way once and
+then cuts aligned LR/HR patches, so a training pair is exactly what evaluation will show the model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+DICOM_SUFFIXES = {".dcm", ".dicom", ""}
+_NIH_NAME = re.compile(r"^(\d{8})_\d{3}\.png$", re.IGNORECASE)
+
+
+class DataError(ValueError):
+    """Training data that cannot be used; one sentence saying what to fix."""
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"Data folder {root} does not exist; point data.train / data.val at a folder of PNG or DICOM images.")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | {".dcm"})
+    if not files:
+        raise DataError(f"No PNG, JPEG, TIFF or DICOM images found in {root}.")
+    return files
+
+
+def patient_of(path: str | Path) -> str:
+    """The patient a file belongs to: NIH names start with the 8-digit patient id."""
+    name = Path(path).name
+    match = _NIH_NAME.match(name)
+    return match.group(1) if match else Path(path).stem
+
+
+def split_by_patient(files: list[Path], val_fraction: float, seed: int = 0) -> tuple[list[Path], list[Path]]:
+    """Split files so that no patient has images on both sides."""
+    patients = sorted({patient_of(f) for f in files})
+    rng = np.random.default_rng(seed)
+    rng.shuffle(patients)
+    n_val = max(1, round(len(patients) * val_fraction)) if len(patients) > 1 else 0
+    val_patients = set(patients[:n_val])
+    train = [f for f in files if patient_of(f) not in val_patients]
+    val = [f for f in files if patient_of(f) in val_patients]
+    return train, val
+
+
+def read_gray_uint8(path: Path) -> np.ndarray:
+    """An image as 8-bit grayscale (RGBA/RGB originals converted to L, as the protocol says)."""
+    if path.suffix.lower() == ".dcm":
+        return _read_dicom_uint8(path)
+    with PILImage.open(path) as im:
+        if im.mode in ("I;16", "I;16B", "I"):
+            arr = np.asarray(im, dtype=np.float32)
+            return _to_uint8(arr)
+        return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+
+
+def _read_dicom_uint8(path: Path) -> np.ndarray:
+    from engine.display import render_image
+    from engine.io import load
+
+    collection = load(path)
+    images = [im for st in collection.studies for se in st.series for im in se.images]
+    if not images:
+        reason = collection.problems[0].reason if collection.problems else "no image in file"
+        raise DataError(f"{path.name}: {reason}")
+    # Train on what a reader sees: the file's own window, polarity applied.
+    return render_image(images[0], None)
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    return np.clip(np.rint((arr - lo) / (hi - lo) * 255.0), 0, 255).astype(np.uint8)
+
+
+def degrade_bicubic(hr: np.ndarray, scale: int) -> np.ndarray:
+    """x4-native: PIL antialiased bicubic reduction of the 8-bit image, kept 8-bit."""
+    h, w = hr.shape
+    im = PILImage.fromarray(hr, mode="L")
+    return np.asarray(im.resize((w // scale, h // scale), PILImage.Resampling.BICUBIC), dtype=np.uint8)
+
+
+@dataclass
+class Pair:
+    """A whole HR image (cropped to a multiple of the scale) and its LR version, both uint8."""
+
+    hr: np.ndarray
+    lr: np.ndarray
+    name: str
+
+
+def load_pairs(files: list[Path], scale: int, max_images: int | None = None) -> list[Pair]:
+    """Decode every image once and keep it in memory with its degradation."""
+    pairs = []
+    for path in files[: max_images or None]:
+        hr = read_gray_uint8(path)
+        h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+        hr = np.ascontiguousarray(hr[:h, :w])
+        pairs.append(Pair(hr=hr, lr=degrade_bicubic(hr, scale), name=path.name))
+    return pairs
+
+
+def augment(lr: np.ndarray, hr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random flips and 90-degree rotations, the same on both."""
+    k = int(rng.integers(4))
+    if k:
+        lr, hr = np.rot90(lr, k), np.rot90(hr, k)
+    if rng.random() < 0.5:
+        lr, hr = lr[:, ::-1], hr[:, ::-1]
+    return lr, hr
+
+
+class PatchSampler:
+    """Random aligned (LR, HR) patch batches as float32 in [0, 1], shape (B, 1, h, w)."""
+
+    def __init__(self, pairs: list[Pair], scale: int, hr_patch: int, batch_size: int, seed: int = 0) -> None:
+        if not pairs:
+            raise DataError("No training images were loaded.")
+        small = [p.name for p in pairs if min(p.hr.shape) < hr_patch]
+        if small:
+            raise DataError(f"{small[0]} is smaller than the HR patch ({hr_patch}); lower data.hr_patch.")
+        self.pairs, self.scale, self.hr_patch, self.batch_size = pairs, scale, hr_patch, batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        s, ph = self.scale, self.hr_patch
+        pl = ph // s
+        lr_batch = np.empty((self.batch_size, 1, pl, pl), np.float32)
+        hr_batch = np.empty((self.batch_size, 1, ph, ph), np.float32)
+        for i in range(self.batch_size):
+            pair = self.pairs[int(self.rng.integers(len(self.pairs)))]
+            y = int(self.rng.integers(pair.lr.shape[0] - pl + 1))
+            x = int(self.rng.integers(pair.lr.shape[1] - pl + 1))
+            lr = pair.lr[y : y + pl, x : x + pl]
+            hr = pair.hr[y * s : (y + pl) * s, x * s : (x + pl) * s]
+            lr, hr = augment(lr, hr, self.rng)
+            lr_batch[i, 0] = lr / 255.0
+            hr_batch[i, 0] = hr / 255.0
+        return lr_batch, hr_batch
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        while True:
+            yield self.sample()
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+def val_crops(pairs: list[Pair], scale: int, crop: int, count: int) -> list[Pair]:
+    """Fixed centre crops (HR `crop` x `crop`) of the first `count` validation images.
+
+    `crop` 0 keeps whole images: centre crops of a chest film are mostly smooth mediastinum and
+    flatter the baseline, so whole images are the honest default.
+    """
+    if crop <= 0:
+        return list(pairs[:count])
+    out = []
+    for pair in pairs[:count]:
+        h, w = pair.hr.shape
+        c = min(crop, h, w) // scale * scale
+        y0 = ((h - c) // 2) // scale * scale
+        x0 = ((w - c) // 2) // scale * scale
+        hr = pair.hr[y0 : y0 + c, x0 : x0 + c]
+        lr = pair.lr[y0 // scale : (y0 + c) // scale, x0 // scale : (x0 + c) // scale]
+        out.append(Pair(hr=np.ascontiguousarray(hr), lr=np.ascontiguousarray(lr), name=pair.name))
+    return out
