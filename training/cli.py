@@ -1,38 +1,148 @@
-"""`cxr-train`: reproduce the CXR Enhance models (PSNR stage for now)."""
+"""`cxr-train`: reproduce the CXR Enhance models.
+
+  cxr-train psnr --config cpu-fast [--resume] [--steps N] [--set data.workers=2]
+  cxr-train gan --config gan --init-from runs/gpu-full [--resume]
+  cxr-train interpolate --psnr runs/gpu-full --gan runs/gan --alpha 0.8 --out resources/models/x.safetensors
+  cxr-train export runs/cpu-fast [--out DIR] [--name NAME] [--default]
+  cxr-train report runs/cpu-fast
+
+Several processes (GPUs or CPU nodes): torchrun --nproc_per_node N -m training.cli psnr ...
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cxr-train", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("psnr", help="PSNR-oriented stage (L1)")
-    p.add_argument("--config", default="cpu-fast", help="YAML file or preset name")
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    from training.config import ConfigError
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set takes key=value (e.g. data.workers=2), not {item!r}.")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def _train_parser(sub: Any, name: str, help_text: str, preset: str) -> None:
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("--config", default=preset, help=f"YAML file or preset name (default {preset})")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    p.add_argument("--steps", type=int, default=None)
-    args = parser.parse_args(argv)
+    p.add_argument("--steps", type=int, default=None, help="stop at this total step count")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set data.workers=2 (repeatable)")
+    p.add_argument("--run-dir", default=None, help="run folder (default out_dir/name)")
+    if name == "gan":
+        p.add_argument("--init-from", default=None, help="PSNR model: run folder, checkpoint or weights file")
 
-    from training.config import ConfigError, load_config
-    from training.data import DataError
-    from training.trainer import CHECKPOINT_NAME, Trainer
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxr-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub, "psnr", "PSNR-oriented stage (L1)", "cpu-fast")
+    _train_parser(sub, "gan", "GAN stage (perceptual + RaGAN + L1), from a PSNR model", "gan")
+
+    p = sub.add_parser("interpolate", help="blend a PSNR and a GAN model (ESRGAN network interpolation)")
+    p.add_argument("--psnr", required=True, help="PSNR model: run folder, checkpoint or weights file")
+    p.add_argument("--gan", required=True, help="GAN model: run folder, checkpoint or weights file")
+    p.add_argument("--alpha", type=float, required=True, help="0 = PSNR model, 1 = GAN model")
+    p.add_argument("--out", required=True, help="output .safetensors file (or a folder)")
+    _card_options(p)
+
+    p = sub.add_parser("export", help="run's best EMA weights -> safetensors + model card")
+    p.add_argument("run_dir", help="the run folder, e.g. runs/cpu-fast")
+    p.add_argument("--out", default=None, help="folder for the model (default resources/models)")
+    p.add_argument("--config", default=None, help="config, when the run folder has no config.yaml")
+    _card_options(p)
+
+    p = sub.add_parser("report", help="write progress.png and val_grid.png for a run")
+    p.add_argument("run_dir")
+    p.add_argument("--config", default=None, help="config, when the run folder has no config.yaml")
+    return parser
+
+
+def _card_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", default=None, help="model name (file stem)")
+    p.add_argument("--title", default="", help="title shown in the viewer")
+    p.add_argument("--default", action="store_true", help="mark as the default model of its folder")
+    p.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.config import load_config
+    from training.trainer import CHECKPOINT_NAME
+
+    overrides = _parse_set(args.set)
+    if getattr(args, "init_from", None):
+        overrides["init_from"] = args.init_from
+    overrides.setdefault("stage", args.command)
+    cfg = load_config(args.config, overrides)
+    if args.command == "gan":
+        from training.gan import GanTrainer as TrainerClass
+    else:
+        from training.trainer import Trainer as TrainerClass
+    trainer = TrainerClass(cfg, args.run_dir)
     try:
-        cfg = load_config(args.config)
-        trainer = Trainer(cfg)
         ckpt = trainer.run_dir / CHECKPOINT_NAME
         if args.resume and ckpt.exists():
             trainer.load_checkpoint(ckpt)
-            print(f"resumed from {ckpt} at step {trainer.step}", flush=True)
+            trainer.say(f"resumed from {ckpt} at step {trainer.step}")
         trainer.fit(args.steps)
-    except (ConfigError, DataError) as exc:
+        trainer.say(f"done: {Path(trainer.run_dir)}")
+    finally:
+        trainer.close()
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from training.export import export_run
+
+    card = export_run(args.run_dir, args.out, name=args.name, title=args.title, default=args.default,
+                      dtype=args.dtype, config=args.config)
+    print(f"wrote {card.path} and {card.weights_file} (sha256 {card.sha256[:12]})")
+    return 0
+
+
+def _interpolate(args: argparse.Namespace) -> int:
+    from training.export import interpolate
+
+    card = interpolate(args.psnr, args.gan, args.alpha, args.out, name=args.name, title=args.title,
+                       default=args.default, dtype=args.dtype)
+    print(f"wrote {card.path} and {card.weights_file} (alpha {args.alpha:g})")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from training.report import report_run
+
+    for path in report_run(Path(args.run_dir), args.config):
+        print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"psnr": _train, "gan": _train, "export": _export, "interpolate": _interpolate, "report": _report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    from engine.sr.weights import WeightsError
+    from training.config import ConfigError
+    from training.data import DataError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, DataError, WeightsError) as exc:
         print(f"cxr-train: {exc}", file=sys.stderr)
         return 2
-    print(f"done: {Path(trainer.run_dir)}")
-    return 0
 
 
 if __name__ == "__main__":

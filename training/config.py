@@ -23,7 +23,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     train: str = "../shared/data/cxr14/train"
-    val: str = "../shared/data/cxr14/val"
+    val: str | None = "../shared/data/cxr14/val"  # None: hold out 10 % of the patients of `train`
     scale: int = 4
     hr_patch: int = 128
     batch_size: int = 16
@@ -48,12 +48,15 @@ class OptimConfig:
 
 @dataclass
 class GanConfig:
+    """The GAN stage (ESRGAN paper defaults): perceptual + 5e-3 RaGAN + 1e-2 L1."""
+
     perceptual_weight: float = 1.0
     gan_weight: float = 5e-3
     pixel_weight: float = 1e-2
-    vgg_weights: str | None = None  # local torchvision-format VGG19 file
-    feature_loss: str = "vgg"  # "vgg" or "discriminator" (feature matching, no VGG needed)
-    d_lr: float = 1e-4
+    vgg_weights: str | None = None  # local torchvision-format VGG19 file (vgg19-dcbb9e9d.pth)
+    feature_loss: str = "vgg"  # "vgg" (VGG19 conv5_4) or "discriminator" (feature matching)
+    d_lr: float = 1e-4  # discriminator learning rate; follows optim.schedule / milestones
+    d_num_feat: int = 64  # width of the VGG-style discriminator's first stage
 
 
 @dataclass
@@ -74,7 +77,9 @@ class TrainConfig:
     val_every: int = 1000
     ckpt_every: int = 500
     out_dir: str = "runs"
-    init_from: str | None = None  # weights in any format engine.sr reads
+    init_from: str | None = None  # weights in any format engine.sr reads, or a run's checkpoint
+    device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
+    val_grid: int = 4  # validation images shown in val_grid.png (0 = no grid)
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -89,11 +94,28 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
             if not isinstance(value, dict):
                 raise ConfigError(f"Setting {key!r} must be a mapping of settings.")
             kwargs[key] = _build(sub[key], value, f"{key}.")
-        elif key == "betas":
+        elif key == "betas" and isinstance(value, (list, tuple)):
             kwargs[key] = tuple(value)
         else:
-            kwargs[key] = value
+            kwargs[key] = _yaml_number(value, known[key].default)
     return cls(**kwargs)
+
+
+def _yaml_number(value: Any, default: Any) -> Any:
+    """YAML 1.1 reads `1e-4` (no dot) as a string: accept it where a float is expected."""
+    if isinstance(default, float) and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain values (for config.yaml in the run folder); `config_from_dict` reads them back."""
+    values = dataclasses.asdict(cfg)
+    values["optim"]["betas"] = list(cfg.optim.betas)
+    return values
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
@@ -128,7 +150,34 @@ def load_config(path_or_preset: str | Path, overrides: dict[str, Any] | None = N
     return config_from_dict(values)
 
 
+def _check_type(value: Any, default: Any, where: str) -> None:
+    """A YAML value must have the type of the field's default (ints pass for floats)."""
+    if default is None or value is None:
+        return
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float))
+    elif isinstance(default, (tuple, list)):
+        ok = isinstance(value, (tuple, list))
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"Setting {where} must be a {type(default).__name__}, not {value!r}.")
+
+
+def _check_types(obj: Any, prefix: str = "") -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_types(value, f"{f.name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        _check_type(value, default, f"{prefix}{f.name}")
+
+
 def validate(cfg: TrainConfig) -> None:
+    _check_types(cfg)
     if cfg.stage not in ("psnr", "gan"):
         raise ConfigError(f"stage must be 'psnr' or 'gan', not {cfg.stage!r}.")
     if cfg.precision not in ("fp32", "bf16", "fp16"):
@@ -139,9 +188,30 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.hr_patch ({cfg.data.hr_patch}) must be a multiple of the scale.")
     if cfg.data.degradation not in ("bicubic", "realistic"):
         raise ConfigError(f"data.degradation must be 'bicubic' or 'realistic', not {cfg.data.degradation!r}.")
+    if cfg.data.degradation == "realistic" and cfg.data.hr_patch < 32:
+        raise ConfigError(f"data.hr_patch ({cfg.data.hr_patch}) must be at least 32 for the realistic degradation, whose blur kernels reach 21 pixels.")
     if cfg.steps <= 0 or cfg.data.batch_size <= 0:
         raise ConfigError("steps and data.batch_size must be positive.")
     if cfg.optim.schedule not in ("cosine", "step"):
         raise ConfigError(f"optim.schedule must be 'cosine' or 'step', not {cfg.optim.schedule!r}.")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ConfigError("ema_decay must be in [0, 1).")
+    if cfg.optim.lr <= 0 or cfg.data.workers < 0 or cfg.val_grid < 0:
+        raise ConfigError("optim.lr must be positive and data.workers / val_grid not negative.")
+    if min(cfg.log_every, cfg.val_every, cfg.ckpt_every) <= 0:
+        raise ConfigError("log_every, val_every and ckpt_every must be positive.")
+    if cfg.stage == "gan":
+        _validate_gan(cfg)
+
+
+def _validate_gan(cfg: TrainConfig) -> None:
+    gan = cfg.gan
+    if gan.feature_loss not in ("vgg", "discriminator"):
+        raise ConfigError(f"gan.feature_loss must be 'vgg' or 'discriminator', not {gan.feature_loss!r}.")
+    if min(gan.perceptual_weight, gan.gan_weight, gan.pixel_weight) < 0 or gan.d_lr <= 0 or gan.d_num_feat <= 0:
+        raise ConfigError("gan loss weights must not be negative and gan.d_lr / gan.d_num_feat must be positive.")
+    patch = cfg.data.hr_patch
+    if patch < 32 or patch & (patch - 1):
+        raise ConfigError(f"data.hr_patch ({patch}) must be a power of two >= 32 for the discriminator (the paper uses 128).")
+    if not cfg.init_from:
+        raise ConfigError("The gan stage starts from a PSNR model: set init_from to its weights or run checkpoint (or pass --init-from).")

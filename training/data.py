@@ -8,7 +8,7 @@ then cuts aligned LR/HR patches, so a training pair is exactly what evaluation w
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from PIL import Image as PILImage
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 DICOM_SUFFIXES = {".dcm", ".dicom", ""}
+VAL_FRACTION = 0.1  # of patients held out when no validation folder is given
 _NIH_NAME = re.compile(r"^(\d{8})_\d{3}\.png$", re.IGNORECASE)
 
 
@@ -53,6 +54,14 @@ def split_by_patient(files: list[Path], val_fraction: float, seed: int = 0) -> t
     return train, val
 
 
+def train_val_files(train: str, val: str | None, seed: int = 0) -> tuple[list[Path], list[Path]]:
+    """The training and validation images; without a val folder, 10 % of patients are held out."""
+    files = list_images(train)
+    if val:
+        return files, list_images(val)
+    return split_by_patient(files, VAL_FRACTION, seed)
+
+
 def read_gray_uint8(path: Path) -> np.ndarray:
     """An image as 8-bit grayscale (RGBA/RGB originals converted to L, as the protocol says)."""
     if path.suffix.lower() == ".dcm":
@@ -66,15 +75,21 @@ def read_gray_uint8(path: Path) -> np.ndarray:
 
 def _read_dicom_uint8(path: Path) -> np.ndarray:
     from engine.display import render_image
-    from engine.io import load
 
-    collection = load(path)
-    images = [im for st in collection.studies for se in st.series for im in se.images]
-    if not images:
-        reason = collection.problems[0].reason if collection.problems else "no image in file"
-        raise DataError(f"{path.name}: {reason}")
-    # Train on what a reader sees: the file's own window, polarity applied.
-    return render_image(images[0], None)
+    try:
+        from engine.io import ReadError, load
+    except ImportError:
+        raise DataError(f"{path.name}: reading DICOM needs engine.io.load, which this installation lacks.") from None
+    try:
+        collection = load(path)
+        images = collection.images
+        if not images:
+            reason = collection.problems[0].reason if collection.problems else "no image in file"
+            raise DataError(f"{path.name}: {reason}")
+        # Train on what a reader sees: the file's own window (else Auto), polarity applied.
+        return render_image(images[0], None)
+    except ReadError as exc:
+        raise DataError(f"{path.name}: {exc}") from None
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -86,6 +101,10 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
 def degrade_bicubic(hr: np.ndarray, scale: int) -> np.ndarray:
     """x4-native: PIL antialiased bicubic reduction of the 8-bit image, kept 8-bit."""
+    if scale == 4:  # the evaluation protocol's own function, so training and eval cannot drift
+        from engine.evaluation import degrade_x4_native
+
+        return degrade_x4_native(hr)
     h, w = hr.shape
     im = PILImage.fromarray(hr, mode="L")
     return np.asarray(im.resize((w // scale, h // scale), PILImage.Resampling.BICUBIC), dtype=np.uint8)
@@ -121,17 +140,31 @@ def augment(lr: np.ndarray, hr: np.ndarray, rng: np.random.Generator) -> tuple[n
     return lr, hr
 
 
-class PatchSampler:
-    """Random aligned (LR, HR) patch batches as float32 in [0, 1], shape (B, 1, h, w)."""
+Degradation = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
-    def __init__(self, pairs: list[Pair], scale: int, hr_patch: int, batch_size: int, seed: int = 0) -> None:
+
+class PatchSampler:
+    """Random aligned (LR, HR) patch batches as float32 in [0, 1], shape (B, 1, h, w).
+
+    With a `degradation` (HR uint8 patch, scale, rng -> LR uint8) the LR of each patch is made on
+    the fly after augmentation, from the same generator; without one it is cut from the whole
+    image's precomputed x4-native LR.
+    """
+
+    def __init__(self, pairs: list[Pair], scale: int, hr_patch: int, batch_size: int, seed: int | list[int] = 0,
+                 degradation: Degradation | None = None) -> None:
         if not pairs:
             raise DataError("No training images were loaded.")
         small = [p.name for p in pairs if min(p.hr.shape) < hr_patch]
         if small:
             raise DataError(f"{small[0]} is smaller than the HR patch ({hr_patch}); lower data.hr_patch.")
         self.pairs, self.scale, self.hr_patch, self.batch_size = pairs, scale, hr_patch, batch_size
+        self.degradation = degradation
         self.rng = np.random.default_rng(seed)
+
+    def fork(self, seed: int | list[int]) -> PatchSampler:
+        """The same images and settings with an independent generator (for a worker process)."""
+        return PatchSampler(self.pairs, self.scale, self.hr_patch, self.batch_size, seed, self.degradation)
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         s, ph = self.scale, self.hr_patch
@@ -145,6 +178,8 @@ class PatchSampler:
             lr = pair.lr[y : y + pl, x : x + pl]
             hr = pair.hr[y * s : (y + pl) * s, x * s : (x + pl) * s]
             lr, hr = augment(lr, hr, self.rng)
+            if self.degradation is not None:
+                lr = self.degradation(np.ascontiguousarray(hr), s, self.rng)
             lr_batch[i, 0] = lr / 255.0
             hr_batch[i, 0] = hr / 255.0
         return lr_batch, hr_batch

@@ -1,30 +1,46 @@
 """The PSNR-oriented training stage (L1, Adam, decaying schedule, EMA) with exact resume.
 
-One process needs no launcher. Checkpoints hold the model, the EMA, the optimiser, the schedule,
-the step and every RNG state, so a resumed run continues exactly where it stopped.
+One process needs no launcher; under torchrun the generator is wrapped in DistributedDataParallel,
+each rank samples its own patches (seed + rank) and only rank 0 validates, logs and checkpoints.
+Checkpoints hold the model, the EMA, the optimiser, the schedule, the step and every RNG state,
+so a resumed run continues exactly where it stopped. The GAN stage (training.gan) builds on this.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
+import json
 import math
+import platform
 import random
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image as PILImage
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from engine.evaluation import metrics, upsample_bicubic
 from engine.sr.archs import build_model
-from training.config import TrainConfig
-from training.data import Pair, PatchSampler, list_images, load_pairs, val_crops
+from training import distributed
+from training.checkpoints import BEST_NAME, CHECKPOINT_NAME, read_generator
+from training.config import ConfigError, TrainConfig
+from training.data import Pair, PatchSampler, load_pairs, train_val_files, val_crops
+from training.degradations import RealisticDegradation
+from training.loader import Batch, seed_key, worker_batches
 
-CHECKPOINT_NAME = "last.ckpt"
+__all__ = ["CHECKPOINT_NAME", "EMA", "Trainer", "autocast_dtype", "bicubic_upsample", "lr_lambda", "quality"]
+
+LOG_NAME = "log.csv"
+RUN_INFO_NAME = "run.json"
+VAL_COLUMNS = ("val_psnr", "val_ssim", "bicubic_psnr", "bicubic_ssim", "gain_db")
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
@@ -67,45 +83,73 @@ def lr_lambda(cfg: TrainConfig):
 
 def bicubic_upsample(lr_uint8: np.ndarray, scale: int) -> np.ndarray:
     """The protocol's baseline: PIL BICUBIC in mode F on the 8-bit LR, clipped to [0, 1]."""
-    h, w = lr_uint8.shape
-    im = PILImage.fromarray(lr_uint8.astype(np.float32) / 255.0, mode="F")
-    up = np.asarray(im.resize((w * scale, h * scale), PILImage.Resampling.BICUBIC), np.float32)
-    return np.clip(up, 0.0, 1.0)
+    return upsample_bicubic(lr_uint8.astype(np.float32) / 255.0, scale)
 
 
 def quality(sr: np.ndarray, hr: np.ndarray) -> dict[str, float]:
-    return {
-        "psnr": float(peak_signal_noise_ratio(hr, sr, data_range=1.0)),
-        "ssim": float(structural_similarity(hr, sr, data_range=1.0)),
-        "mse": float(np.mean((hr - sr) ** 2)),
-    }
+    """PSNR / SSIM / MSE exactly as `cxr-enhance eval` computes them."""
+    return metrics(sr, hr)
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """The checkout's commit ("+dirty" when it has changes), or "unknown" outside git."""
+    repo = repo or Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if head.returncode:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 class Trainer:
+    """The PSNR stage; subclasses override `train_step` and add state (see training.gan)."""
+
+    loss_keys: tuple[str, ...] = ("loss",)
+    select_best = True  # keep best_ema.pt by validation PSNR
+
     def __init__(self, cfg: TrainConfig, run_dir: str | Path | None = None) -> None:
         self.cfg = cfg
+        self.dist = distributed.dist_env()
         self.run_dir = Path(run_dir or Path(cfg.out_dir) / cfg.name)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        self.device = self._resolve_device(cfg.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick kernels once
+        distributed.init(self.dist, self.device)
         self._seed_everything(cfg.seed)
         self.model = build_model(cfg.model.arch, cfg.model.params)
         if cfg.init_from:
             self._init_weights(cfg.init_from)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        self.model.to(memory_format=self.memory_format)
+        self.model.to(self.device, memory_format=self.memory_format)
         self.ema = EMA(self.model, cfg.ema_decay)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.step = 0
         self.best_psnr = -math.inf
-        train_pairs = load_pairs(list_images(cfg.data.train), cfg.data.scale, cfg.data.max_images)
-        self.sampler = PatchSampler(train_pairs, cfg.data.scale, cfg.data.hr_patch, cfg.data.batch_size, cfg.seed)
-        val_pairs = load_pairs(list_images(cfg.data.val), cfg.data.scale, cfg.data.val_crops)
-        self.val_set: list[Pair] = val_crops(val_pairs, cfg.data.scale, cfg.data.val_crop_size, cfg.data.val_crops)
-        self.val_bicubic = [quality(bicubic_upsample(p.lr, cfg.data.scale), p.hr / 255.0) for p in self.val_set]
+        train_files, val_files = train_val_files(cfg.data.train, cfg.data.val, cfg.seed)
+        train_pairs = load_pairs(train_files, cfg.data.scale, cfg.data.max_images)
+        degradation = RealisticDegradation() if cfg.data.degradation == "realistic" else None
+        # Rank 0 keeps the configured seed, so one process samples what it always did.
+        self.sampler = PatchSampler(train_pairs, cfg.data.scale, cfg.data.hr_patch, cfg.data.batch_size,
+                                    cfg.seed + self.dist.rank, degradation)
+        self.val_set: list[Pair] = []
+        self.grid_set: list[Pair] = []
+        self.val_bicubic: list[dict[str, float]] = []
+        if self.dist.is_main:
+            self._load_val(val_files)
+        self.train_model: nn.Module = self._wrap(self.model)
+        self._batches: Iterator[Batch] | None = None
 
     # -- set-up -------------------------------------------------------------------------------
     @staticmethod
@@ -114,41 +158,108 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-    def _init_weights(self, path: str) -> None:
-        from engine.sr.weights import load_state_dict
+    def _resolve_device(self, spec: str) -> torch.device:
+        from engine.sr.device import DeviceError, resolve_device
 
-        self.model.load_state_dict(load_state_dict(path), strict=True)
+        try:
+            device = resolve_device(spec)
+        except DeviceError as exc:
+            raise ConfigError(str(exc).replace("--device", "device:")) from None
+        if device.type == "mps":  # autocast and DDP on MPS are not what this trainer is tested on
+            device = torch.device("cpu")
+        return distributed.process_device(self.dist, device)
+
+    def _load_val(self, files: list[Path]) -> None:
+        from training.report import lung_crop
+
+        data = self.cfg.data
+        pairs = load_pairs(files, data.scale, max(data.val_crops, self.cfg.val_grid))
+        self.val_set = val_crops(pairs[: data.val_crops], data.scale, data.val_crop_size, data.val_crops)
+        self.val_bicubic = [quality(bicubic_upsample(p.lr, data.scale), p.hr / 255.0) for p in self.val_set]
+        self.grid_set = [lung_crop(p, data.scale) for p in pairs[: self.cfg.val_grid]]
+
+    def _init_weights(self, path: str) -> None:
+        from engine.sr.weights import WeightsError
+
+        try:
+            source = read_generator(path)
+        except WeightsError as exc:
+            raise ConfigError(f"init_from: {exc}") from None
+        if source.arch and source.arch != self.cfg.model.arch:
+            raise ConfigError(f"init_from {path} holds a {source.arch} but model.arch is {self.cfg.model.arch}; make them match.")
+        try:
+            self.model.load_state_dict(source.state, strict=True)
+        except RuntimeError:
+            raise ConfigError(f"The weights in {path} do not fit model.params (layer names or shapes differ); "
+                              f"they were made with {source.params}.") from None
+        # The residual adds no weights, so a mismatch loads silently: say so.
+        wanted = getattr(self.model, "upsample_residual", None)
+        had = (source.params or {}).get("upsample_residual", wanted)
+        if had != wanted:
+            self.say(f"note: {path} was made with upsample_residual={had}, this run uses {wanted}.")
+
+    def _wrap(self, model: nn.Module, **kwargs: Any) -> nn.Module:
+        if not self.dist.enabled:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids, **kwargs)
+
+    def say(self, text: str) -> None:
+        """Print on rank 0 only (one line per event, not one per process)."""
+        if self.dist.is_main:
+            print(text, flush=True)
 
     # -- one step -----------------------------------------------------------------------------
-    def train_step(self) -> float:
-        lr_np, hr_np = self.sampler.sample()
-        lr = torch.from_numpy(lr_np).to(memory_format=self.memory_format)
-        hr = torch.from_numpy(hr_np).to(memory_format=self.memory_format)
-        self.model.train()
+    def autocast(self) -> AbstractContextManager[Any]:
         dtype = autocast_dtype(self.cfg.precision)
-        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            sr = self.model(lr)
-        loss = torch.nn.functional.l1_loss(sr.float(), hr)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.data.workers:
+            if self._batches is None:
+                key = seed_key(self.cfg.seed, self.dist.rank, self.step)
+                self._batches = worker_batches(self.sampler, self.cfg.data.workers, key)
+            lr, hr = next(self._batches)
+        else:
+            lr_np, hr_np = self.sampler.sample()
+            lr, hr = torch.from_numpy(lr_np), torch.from_numpy(hr_np)
+        move = {"device": self.device, "non_blocking": True, "memory_format": self.memory_format}
+        return lr.to(**move), hr.to(**move)
+
+    def optimizer_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+        """Backward, optional gradient clipping, step (loss scaling for fp16)."""
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
         if self.cfg.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-        self.optimizer.step()
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.optim.grad_clip)
+        self.scaler.step(optimizer)
+
+    def train_step(self) -> dict[str, float]:
+        lr, hr = self.next_batch()
+        self.train_model.train()
+        with self.autocast():
+            sr = self.train_model(lr)
+        loss = torch.nn.functional.l1_loss(sr.float(), hr)
+        self.optimizer_step(loss, self.optimizer, self.model)
+        self.scaler.update()
         self.scheduler.step()
         self.ema.update(self.model)
         self.step += 1
-        return float(loss.detach())
+        return {"loss": float(loss.detach())}
 
     # -- validation ---------------------------------------------------------------------------
+    def enhance(self, model: nn.Module, lr_uint8: np.ndarray) -> np.ndarray:
+        """A whole LR image through `model` (fp32), clipped to [0, 1]."""
+        from training.report import run_model
+
+        return run_model(model, lr_uint8, self.device, self.memory_format)
+
     @torch.inference_mode()
     def validate(self) -> dict[str, float]:
-        model = self.ema.model
         rows = []
-        for pair, base in zip(self.val_set, self.val_bicubic):
-            lr = torch.from_numpy(pair.lr.astype(np.float32) / 255.0)[None, None]
-            sr = model(lr.to(memory_format=self.memory_format)).float().clamp_(0, 1)[0, 0].numpy()
-            q = quality(sr, pair.hr / 255.0)
-            rows.append((q, base))
+        for pair, base in zip(self.val_set, self.val_bicubic, strict=True):
+            rows.append((quality(self.enhance(self.ema.model, pair.lr), pair.hr / 255.0), base))
         n = len(rows)
         out = {
             "val_psnr": sum(q["psnr"] for q, _ in rows) / n,
@@ -159,8 +270,27 @@ class Trainer:
         out["gain_db"] = out["val_psnr"] - out["bicubic_psnr"]
         return out
 
+    def write_report(self) -> None:
+        """Loss / PSNR plot and the LR | bicubic | model | HR grid, beside the log."""
+        from training.report import write_progress_plot, write_val_grid
+
+        write_progress_plot(self.run_dir)
+        if self.grid_set:
+            with torch.inference_mode():
+                outputs = [self.enhance(self.ema.model, p.lr) for p in self.grid_set]
+            write_val_grid(self.grid_set, outputs, self.cfg.data.scale, self.run_dir / "val_grid.png",
+                           title=f"{self.cfg.name} step {self.step}")
+
     # -- checkpoints --------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "sampler": self.sampler.state(),
+        }
+        if self.device.type == "cuda":
+            rng["torch_cuda"] = torch.cuda.get_rng_state(self.device)
         return {
             "step": self.step,
             "best_psnr": self.best_psnr,
@@ -168,71 +298,171 @@ class Trainer:
             "ema": self.ema.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "sampler": self.sampler.state(),
-            },
+            "rng": rng,
             "arch": self.cfg.model.arch,
             "params": self.cfg.model.params,
+            "stage": self.cfg.stage,
+            "scaler": self.scaler.state_dict(),
+            "world_size": self.dist.world_size,
         }
 
-    def save_checkpoint(self, name: str = CHECKPOINT_NAME) -> Path:
+    def save_checkpoint(self, name: str = CHECKPOINT_NAME) -> Path | None:
+        """Write the checkpoint on rank 0 (a collective under torchrun: every rank calls it)."""
+        samplers = distributed.gather_to_main(self.sampler.state(), self.dist)
+        if not self.dist.is_main:
+            return None
+        state = self.state()
+        if self.dist.enabled:
+            state["rng"]["sampler_ranks"] = samplers
         path = self.run_dir / name
         tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
+        torch.save(state, tmp)
         tmp.replace(path)
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
         # Our own checkpoints hold numpy RNG state and python tuples: trusted, written by us.
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        self.load_state(torch.load(path, map_location="cpu", weights_only=False))
+
+    def load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.ema.model.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
         self.step = state["step"]
         self.best_psnr = state["best_psnr"]
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
+        if "torch_cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["torch_cuda"], self.device)
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
-        self.sampler.set_state(rng["sampler"])
+        self.sampler.set_state(self._sampler_state(rng))
+        self._batches = None  # worker streams restart from the resumed step
+
+    def _sampler_state(self, rng: dict[str, Any]) -> dict:
+        ranks = rng.get("sampler_ranks")
+        if ranks and len(ranks) == self.dist.world_size:
+            return ranks[self.dist.rank]
+        if self.dist.is_main:
+            return rng["sampler"]
+        # A different number of processes than when saved: a fresh, distinct stream per rank.
+        return np.random.default_rng(seed_key(self.cfg.seed, self.dist.rank, self.step)).bit_generator.state
+
+    def save_best(self, row: dict[str, float]) -> None:
+        self.best_psnr = row["val_psnr"]
+        torch.save({"ema": self.ema.model.state_dict(), "step": self.step, "val": row,
+                    "arch": self.cfg.model.arch, "params": self.cfg.model.params}, self.run_dir / BEST_NAME)
+
+    def write_run_info(self) -> None:
+        """Config and compute of this session (read by `cxr-train export` for the model card)."""
+        import yaml
+
+        from training.config import to_dict
+
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
+        info_path = self.run_dir / RUN_INFO_NAME
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {"sessions": []}
+        info["sessions"].append({
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "start_step": self.step,
+            "device": self.device.type, "device_name": _device_name(self.device),
+            "processes": self.dist.world_size, "threads": torch.get_num_threads(),
+            "precision": self.cfg.precision, "torch": torch.__version__, "commit": git_commit(),
+        })
+        info_path.write_text(json.dumps(info, indent=2) + "\n")
 
     # -- the loop -----------------------------------------------------------------------------
+    def log_columns(self) -> list[str]:
+        return ["step", *self.loss_keys, "lr", *VAL_COLUMNS, "elapsed_s"]
+
     def fit(self, steps: int | None = None, progress: bool = True) -> dict[str, float]:
         """Train until `steps` total steps (default cfg.steps); resumable at any checkpoint."""
         target = steps or self.cfg.steps
-        log_path = self.run_dir / "log.csv"
-        new_log = not log_path.exists()
         last: dict[str, float] = {}
-        with log_path.open("a", newline="") as fh:
-            writer = csv.writer(fh)
-            if new_log:
-                writer.writerow(["step", "loss", "lr", "val_psnr", "val_ssim", "bicubic_psnr", "bicubic_ssim", "gain_db", "elapsed_s"])
+        if self.dist.is_main:
+            self.write_run_info()
+        with self._open_log() as log:
             start, start_step, losses = time.perf_counter(), self.step, []
             while self.step < target:
                 losses.append(self.train_step())
                 if self.step % self.cfg.log_every == 0 or self.step == target:
-                    elapsed = time.perf_counter() - start
-                    rate = (self.step - start_step) / max(elapsed, 1e-9)
-                    row: dict[str, float] = {"loss": sum(losses) / len(losses)}
+                    row = {k: sum(d[k] for d in losses) / len(losses) for k in self.loss_keys}
                     losses = []
-                    if self.step % self.cfg.val_every == 0 or self.step == target:
-                        row.update(self.validate())
-                        if row["val_psnr"] > self.best_psnr:
-                            self.best_psnr = row["val_psnr"]
-                            torch.save({"ema": self.ema.model.state_dict(), "step": self.step, "val": row}, self.run_dir / "best_ema.pt")
-                    writer.writerow([self.step, f"{row['loss']:.6f}", f"{self.scheduler.get_last_lr()[0]:.3e}",
-                                     *(f"{row[k]:.4f}" if k in row else "" for k in ("val_psnr", "val_ssim", "bicubic_psnr", "bicubic_ssim", "gain_db")),
-                                     f"{elapsed:.1f}"])
-                    fh.flush()
-                    if progress:
-                        eta = (target - self.step) / max(rate, 1e-9)
-                        extra = f" val {row['val_psnr']:.2f} dB (bicubic {row['bicubic_psnr']:.2f}, {row['gain_db']:+.2f})" if "val_psnr" in row else ""
-                        print(f"step {self.step}/{target} loss {row['loss']:.5f} {rate:.2f} it/s eta {eta / 60:.0f} min{extra}", flush=True)
-                    last = row
+                    if self.dist.is_main:
+                        last = self._log_row(row, log, start, start_step, target, progress)
                 if self.step % self.cfg.ckpt_every == 0 or self.step == target:
                     self.save_checkpoint()
         return last
+
+    @contextlib.contextmanager
+    def _open_log(self) -> Iterator[_Log | None]:
+        if not self.dist.is_main:
+            yield None
+            return
+        log_path = self.run_dir / LOG_NAME
+        new_log = not log_path.exists()
+        with log_path.open("a", newline="") as fh:
+            log = _Log(fh)
+            if new_log:
+                log.write(self.log_columns())
+            yield log
+
+    def _log_row(self, row: dict[str, float], log: _Log, start: float, start_step: int, target: int,
+                 progress: bool) -> dict[str, float]:
+        elapsed = time.perf_counter() - start
+        rate = (self.step - start_step) / max(elapsed, 1e-9)
+        validated = self.step % self.cfg.val_every == 0 or self.step == target
+        if validated:
+            row.update(self.validate())
+            if self.select_best and row["val_psnr"] > self.best_psnr:
+                self.save_best(row)
+        log.write([self.step, *(f"{row[k]:.6f}" for k in self.loss_keys), f"{self.scheduler.get_last_lr()[0]:.3e}",
+                   *(f"{row[k]:.4f}" if k in row else "" for k in VAL_COLUMNS), f"{elapsed:.1f}"])
+        if validated:
+            self._report_safely()
+        if progress:
+            eta = (target - self.step) / max(rate, 1e-9)
+            extra = f" val {row['val_psnr']:.2f} dB (bicubic {row['bicubic_psnr']:.2f}, {row['gain_db']:+.2f})" if validated else ""
+            print(f"step {self.step}/{target} {self._loss_text(row)} {rate:.2f} it/s eta {eta / 60:.0f} min{extra}", flush=True)
+        return row
+
+    def _loss_text(self, row: dict[str, float]) -> str:
+        return " ".join(f"{k} {row[k]:.5f}" for k in self.loss_keys)
+
+    def _report_safely(self) -> None:
+        try:
+            self.write_report()
+        except ImportError as exc:  # matplotlib is in the `train` extra; training goes on without
+            if not getattr(self, "_report_warned", False):
+                print(f"note: no plots ({exc}); install the train extra: pip install -e '.[train]'", flush=True)
+                self._report_warned = True
+
+    def close(self) -> None:
+        self._batches = None
+        distributed.shutdown(self.dist)
+
+
+class _Log:
+    """log.csv, flushed after every row so a crash loses nothing that was printed."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.writer = csv.writer(fh)
+
+    def write(self, row: list[Any]) -> None:
+        self.writer.writerow(row)
+        self.fh.flush()
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

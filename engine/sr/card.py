@@ -1,0 +1,110 @@
+"""Model cards: the JSON file beside each weights file that says what the network is.
+
+A model is built from its card (architecture name + hyper-parameters), never guessed from a file
+name. The card also carries what a radiologist or a reviewer needs to judge the model: training
+data, metrics against baselines, licence, intended use, and the sha256 of the weights file so the
+provenance written into exported images names exactly these weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+INPUT_CONVENTION = "gray [0,1] float32, 1 channel"
+
+
+class CardError(ValueError):
+    """A model card that cannot be read; the message is one sentence."""
+
+
+@dataclass
+class ModelCard:
+    name: str
+    architecture: str
+    params: dict[str, Any] = field(default_factory=dict)
+    scale: int = 4
+    title: str = ""
+    input_convention: str = INPUT_CONVENTION
+    weights_file: str = ""
+    sha256: str = ""
+    dtype: str = "fp32"
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    licence: str = ""
+    notes: str = ""
+    intended_use: str = "Research and education; not for primary diagnosis."
+    default: bool = False
+    # Keys written by a newer version are kept so that re-saving a card does not lose them.
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Where the card was read from (not written): weights_file is relative to its folder.
+    path: Path | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.name
+
+    @property
+    def weights_path(self) -> Path | None:
+        """The weights file named by the card, resolved next to the card file."""
+        if not self.weights_file:
+            return None
+        weights = Path(self.weights_file)
+        if weights.is_absolute() or self.path is None:
+            return weights
+        return self.path.parent / weights
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("path")
+        extra = data.pop("extra")
+        return {**extra, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path | None = None) -> ModelCard:
+        where = f" {path}" if path else ""
+        if not isinstance(data, dict):
+            raise CardError(f"The model card{where} is not a JSON object.")
+        known = {f.name for f in fields(cls)} - {"extra", "path"}
+        missing = [k for k in ("name", "architecture") if k not in data]
+        if missing:
+            raise CardError(f"The model card{where} lacks {' and '.join(missing)}.")
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
+        kwargs["scale"] = int(kwargs.get("scale", 4))
+        return cls(**kwargs, path=path)
+
+    @classmethod
+    def load(cls, json_path: str | Path) -> ModelCard:
+        path = Path(json_path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise CardError(f"Cannot read the model card {path}: {exc.strerror or exc}.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CardError(f"The model card {path} is not valid JSON ({exc}).") from None
+        return cls.from_dict(data, path)
+
+    def save(self, json_path: str | Path) -> Path:
+        """Write the card atomically (a half-written card would hide the model)."""
+        path = Path(json_path)
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        atomic_write_bytes(path, text.encode("utf-8"))
+        self.path = path
+        return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

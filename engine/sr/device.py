@@ -1,0 +1,156 @@
+"""Where and in which precision the network runs.
+
+`auto` picks CUDA, then Apple MPS, then the CPU; fp16 on CUDA, bf16 on CPUs that do bf16 in
+hardware (AVX512-BF16 or AMX), else fp32. Reduced precision runs through autocast rather than
+`module.to(dtype)`: measured on this project's CPU it is faster (bf16 autocast 0.10 s vs 0.26 s
+for a small RRDB on 96x96) with the same error, and the weights stay fp32, so a tile whose output
+is not finite can be recomputed in fp32 without a second copy of the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from contextlib import AbstractContextManager
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+PRECISIONS: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+_DEVICE_SPEC = re.compile(r"(cpu|mps|cuda)(:\d+)?")
+
+
+class DeviceError(ValueError):
+    """A device or precision that cannot be used here; the message is one sentence."""
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """`auto` (CUDA, then MPS, then CPU), `cpu`, `cuda`, `cuda:N` or `mps` as a torch.device."""
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if not _DEVICE_SPEC.fullmatch(spec):
+        raise DeviceError(f"Unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps.")
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError("No CUDA GPU is available to this PyTorch; use --device cpu.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"There is no GPU {device.index} (found {torch.cuda.device_count()}); "
+                "use cuda:0 or auto."
+            )
+    if device.type == "mps" and not _mps_available():
+        raise DeviceError("Apple MPS is not available on this machine; use cpu.")
+    return device
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_precision(spec: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """`auto`, `fp32`, `fp16` or `bf16` as the dtype the network's convolutions run in."""
+    if isinstance(spec, torch.dtype):
+        spec = precision_name(spec)
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return _auto_precision(device)
+    if spec not in PRECISIONS:
+        raise DeviceError(f"Unknown precision {spec!r}; use auto, fp32, fp16 or bf16.")
+    dtype = PRECISIONS[spec]
+    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise DeviceError("This GPU cannot compute in bf16; use fp16 or fp32.")
+    if dtype != torch.float32 and not autocast_works(device, dtype):
+        raise DeviceError(f"This PyTorch cannot compute in {spec} on {device.type.upper()}; "
+                          "use fp32.")
+    return dtype
+
+
+def autocast_works(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether autocast really runs `dtype` on this device type.
+
+    Where it does not, older PyTorch only warns and runs fp32, which would make the reported
+    precision a lie; asking here turns that into a clear choice up front.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.autocast(device_type=device.type, dtype=dtype):
+                return bool(torch.is_autocast_enabled(device.type)) and (
+                    torch.get_autocast_dtype(device.type) == dtype
+                )
+    except (RuntimeError, ValueError):
+        return False
+    except (TypeError, AttributeError):  # PyTorch < 2.4 lacks the per-device queries
+        return True
+
+
+def _auto_precision(device: torch.device) -> torch.dtype:
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    # MPS fp16 is not faster enough to risk black tiles; CPUs without bf16 emulate it slowly.
+    return torch.float32
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX), so bf16 is a speed-up."""
+    capability = torch.backends.cpu.get_cpu_capability().upper()
+    if "AVX512_BF16" in capability or "AMX" in capability:
+        return True
+    # PyTorch reports its kernel level ("AVX512"), not every flag: ask the kernel too.
+    return bool(_cpuinfo_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def _cpuinfo_flags(path: Path = Path("/proc/cpuinfo")) -> set[str]:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    for name, known in PRECISIONS.items():
+        if known == dtype:
+            return name
+    raise DeviceError(f"Unsupported precision {dtype}; use fp32, fp16 or bf16.")
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager[object]:
+    """The context that runs convolutions in `dtype` (nothing to do for fp32)."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the RuntimeError other backends (MPS, cuDNN) raise for it."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def release_memory(device: torch.device) -> None:
+    """Give cached blocks back after an out-of-memory error so a smaller tile can fit."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()

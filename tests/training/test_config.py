@@ -1,0 +1,76 @@
+"""Configs: presets load, bad settings and missing data give one clear sentence (CLI exit 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.cli import main
+from training.config import ConfigError, config_from_dict, load_config, to_dict
+
+from .conftest import tiny_values
+
+
+def _one_sentence(text: str) -> bool:
+    return text.endswith(".") and text.count(". ") == 0 and "\n" not in text
+
+
+def test_presets_load_and_cpu_fast_keeps_its_meaning() -> None:
+    fast = load_config("cpu-fast")
+    assert (fast.model.arch, fast.model.params["num_feat"], fast.model.params["num_conv"]) == ("SRVGGNetCompact", 64, 12)
+    assert (fast.data.hr_patch, fast.data.batch_size, fast.data.degradation) == (128, 16, "bicubic")
+    assert (fast.optim.lr, fast.optim.schedule, fast.steps, fast.precision) == (5e-4, "cosine", 24000, "bf16")
+    full = load_config("gpu-full")
+    assert full.model.params["num_block"] == 23 and full.optim.milestones[0] == 200000
+    rrdb = load_config("cpu-rrdb")
+    assert rrdb.model.params["num_feat"] == 32 and rrdb.model.params["upsample_residual"] == "bicubic"
+    gan = load_config("gan")
+    assert (gan.stage, gan.optim.lr, gan.gan.gan_weight, gan.gan.pixel_weight) == ("gan", 1e-4, 5e-3, 1e-2)
+    assert gan.optim.milestones == [50000, 100000, 200000, 300000]
+
+
+def test_config_round_trips_through_plain_values(tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_values(tmp_path))
+    assert config_from_dict(to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ({"data__hr_patch": 30}, "multiple of the scale"),
+        ({"precision": "fp8"}, "precision"),
+        ({"optim__lr": "fast"}, "optim.lr must be a float"),
+        ({"data__degradation": "jpeg"}, "degradation"),
+        ({"stage": "gan"}, "init_from"),
+        ({"stage": "gan", "init_from": "x", "data__hr_patch": 48}, "power of two"),
+        ({"stage": "gan", "init_from": "x", "gan__feature_loss": "lpips"}, "feature_loss"),
+        ({"data__workers": -1}, "workers"),
+    ],
+)
+def test_bad_values_raise_one_sentence(tmp_path: Path, overrides: dict, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(tiny_values(tmp_path, **overrides))
+    assert words in str(err.value) and _one_sentence(str(err.value))
+
+
+def test_unknown_key_and_yaml_float_spellings(tmp_path: Path) -> None:
+    values = tiny_values(tmp_path)
+    values["data"]["patch"] = 64
+    with pytest.raises(ConfigError, match="Unknown setting data.'patch'"):
+        config_from_dict(values)
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 1e-4\n")  # YAML 1.1 reads this as a string
+    assert load_config(path).optim.lr == 1e-4
+
+
+def test_cli_bad_config_and_missing_data_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["psnr", "--config", "no-such-preset"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cxr-train: No config file or preset named 'no-such-preset'") and "\n" not in err
+    missing = tmp_path / "nowhere"
+    assert main(["psnr", "--config", "cpu-fast", "--set", f"data.train={missing}", "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"cxr-train: Data folder {missing} does not exist; point data.train / data.val at a folder of PNG or DICOM images."
+    assert main(["psnr", "--set", "nonsense"]) == 2
+    assert "key=value" in capsys.readouterr().err

@@ -1,0 +1,120 @@
+"""Data: patient-aware split, the bicubic path, the realistic chain, worker loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.evaluation import degrade_x4_native, metrics, upsample_bicubic
+from training.data import (
+    DataError,
+    PatchSampler,
+    list_images,
+    load_pairs,
+    patient_of,
+    read_gray_uint8,
+    split_by_patient,
+    train_val_files,
+)
+from training.degradations import RealisticDegradation, gaussian_kernel
+from training.loader import seed_key, worker_batches
+
+from .conftest import LUNGS
+
+
+def test_split_by_patient_keeps_each_patient_on_one_side() -> None:
+    files = [Path(f"{p:08d}_{i:03d}.png") for p in range(20) for i in range(3)] + [Path("other.png")]
+    train, val = split_by_patient(files, 0.2, seed=3)
+    assert {patient_of(f) for f in train}.isdisjoint({patient_of(f) for f in val})
+    assert sorted(train + val) == sorted(files)
+    assert len({patient_of(f) for f in val}) == 4  # 20 % of 21 patients, rounded
+    assert split_by_patient(files, 0.2, seed=3) == (train, val)
+    assert patient_of("dir/00000404_000.png") == "00000404"
+
+
+def test_missing_and_empty_folders_say_what_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist; point data.train"):
+        list_images(tmp_path / "missing")
+    with pytest.raises(DataError, match="No PNG, JPEG, TIFF or DICOM images found"):
+        list_images(tmp_path)
+    pairs = load_pairs(list_images(LUNGS), 4)
+    with pytest.raises(DataError, match="smaller than the HR patch"):
+        PatchSampler(pairs, 4, 128, 2)
+
+
+def test_bicubic_pairs_are_the_evaluation_protocol() -> None:
+    pairs = load_pairs(list_images(LUNGS), 4)
+    for pair in pairs:
+        assert pair.hr.shape == (64, 64) and pair.lr.dtype == np.uint8
+        np.testing.assert_array_equal(pair.lr, degrade_x4_native(pair.hr))
+
+
+def test_sampler_bicubic_patches_are_aligned_crops_and_reproducible() -> None:
+    pairs = load_pairs(list_images(LUNGS), 4)
+    lr, hr = PatchSampler(pairs, 4, 32, 3, seed=5).sample()
+    assert lr.shape == (3, 1, 8, 8) and hr.shape == (3, 1, 32, 32)
+    lr2, hr2 = PatchSampler(pairs, 4, 32, 3, seed=5).sample()
+    np.testing.assert_array_equal(lr, lr2)
+    np.testing.assert_array_equal(hr, hr2)
+    # aligned: the bicubic enlargement of each LR patch is close to its HR patch, a shifted one is not
+    for i in range(3):
+        up = upsample_bicubic(lr[i, 0], 4)
+        assert metrics(up, hr[i, 0])["psnr"] > 30
+        assert metrics(up[:, :-8], hr[i, 0, :, 8:])["psnr"] < metrics(up, hr[i, 0])["psnr"] - 3
+
+
+def test_realistic_chain_is_seeded_8bit_and_degrades() -> None:
+    hr = load_pairs(list_images(LUNGS), 4)[0].hr
+    chain = RealisticDegradation()
+    outs = [chain(hr, 4, np.random.default_rng(s)) for s in range(6)]
+    assert all(o.shape == (16, 16) and o.dtype == np.uint8 for o in outs)
+    np.testing.assert_array_equal(outs[0], chain(hr, 4, np.random.default_rng(0)))
+    assert len({o.tobytes() for o in outs}) == 6
+    assert any(not np.array_equal(o, degrade_x4_native(hr)) for o in outs)
+    kernel = gaussian_kernel(11, 3.0, 0.5, 0.3)
+    assert kernel.shape == (11, 11) and abs(kernel.sum() - 1) < 1e-5 and not np.allclose(kernel, kernel.T)
+
+
+def test_realistic_sampler_makes_lr_on_the_fly() -> None:
+    pairs = load_pairs(list_images(LUNGS), 4)
+    plain = PatchSampler(pairs, 4, 32, 4, seed=1)
+    real = PatchSampler(pairs, 4, 32, 4, seed=1, degradation=RealisticDegradation())
+    (lr_a, hr_a), (lr_b, hr_b) = plain.sample(), real.sample()
+    np.testing.assert_array_equal(hr_a[0], hr_b[0])  # same first crop, then the chain draws more
+    assert lr_b.shape == lr_a.shape and not np.array_equal(lr_a, lr_b)
+
+
+def test_worker_processes_are_seeded_per_worker_and_deterministic() -> None:
+    pairs = load_pairs(list_images(LUNGS), 4)
+    sampler = PatchSampler(pairs, 4, 32, 2, seed=0)
+
+    def take(n: int) -> list[torch.Tensor]:
+        it = worker_batches(sampler, 2, seed_key(0, 0, 0))
+        return [next(it)[1] for _ in range(n)]
+
+    first, second = take(4), take(4)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not torch.equal(first[0], first[1])  # two workers, two streams
+
+
+def test_without_a_val_folder_whole_patients_are_held_out() -> None:
+    train, val = train_val_files(str(LUNGS), None)
+    assert len(train) == len(val) == 1 and {patient_of(train[0])} != {patient_of(val[0])}
+
+
+DICOM = Path(__file__).resolve().parents[3] / "shared" / "data" / "dicom" / "RG1_UNCR_CR_chest_mono1_explicit.dcm"
+
+
+@pytest.mark.skipif(not DICOM.is_file(), reason="../shared/data/dicom is not beside the checkout")
+def test_dicom_is_read_through_engine_io_with_its_window_and_polarity(tmp_path: Path) -> None:
+    hr = read_gray_uint8(DICOM)
+    assert hr.dtype == np.uint8 and hr.shape == (1955, 1841)
+    # MONOCHROME1 shown as a reader sees it: the lung field darker than the image as a whole
+    assert hr[900:1000, 300:400].mean() < hr.mean()
+    bad = tmp_path / "broken.dcm"
+    bad.write_bytes(b"not a dicom file")
+    with pytest.raises(DataError, match=r"^broken\.dcm: "):
+        read_gray_uint8(bad)

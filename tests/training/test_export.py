@@ -1,0 +1,82 @@
+"""Export to safetensors + model card, and network interpolation between PSNR and GAN models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.sr.card import ModelCard
+from engine.sr.weights import WeightsError, load_model
+from training.cli import main
+from training.config import TrainConfig
+from training.export import NIH_ATTRIBUTION, export_run, interpolate
+from training.trainer import Trainer
+
+Make = Callable[..., TrainConfig]
+
+
+@pytest.fixture
+def two_runs(tiny_config: Make, tmp_path: Path) -> tuple[Path, Path]:
+    """A PSNR run and a second run standing in for the GAN model (same architecture)."""
+    Trainer(tiny_config(steps=2, log_every=2, val_every=2), tmp_path / "psnr").fit(progress=False)
+    Trainer(tiny_config(steps=2, seed=7, optim__lr=1e-2), tmp_path / "gan").fit(progress=False)
+    return tmp_path / "psnr", tmp_path / "gan"
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    model, _ = load_model(path)
+    return model.state_dict()
+
+
+def test_interpolation_endpoints_are_the_two_models(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    psnr, gan = two_runs
+    ends = {}
+    for alpha in (0.0, 0.5, 1.0):
+        card = interpolate(psnr, gan, alpha, tmp_path / "out" / f"a{alpha}.safetensors", dtype="fp32")
+        assert card.training["alpha"] == alpha and card.sha256
+        ends[alpha] = _state(tmp_path / "out" / f"a{alpha}.safetensors")
+    psnr_ema = torch.load(psnr / "best_ema.pt", weights_only=True)["ema"]
+    gan_ema = torch.load(gan / "best_ema.pt", weights_only=True)["ema"]
+    for key in psnr_ema:
+        assert torch.equal(ends[0.0][key], psnr_ema[key]) and torch.equal(ends[1.0][key], gan_ema[key])
+        assert torch.allclose(ends[0.5][key], (psnr_ema[key] + gan_ema[key]) / 2, atol=1e-6)
+
+
+def test_interpolation_refuses_other_architectures(two_runs: tuple[Path, Path], tiny_config: Make,
+                                                   tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Trainer(tiny_config(steps=1, model__params__num_feat=4), tmp_path / "small").fit(progress=False)
+    with pytest.raises(WeightsError, match="one architecture"):
+        interpolate(two_runs[0], tmp_path / "small", 0.5, tmp_path / "x.safetensors")
+    assert main(["interpolate", "--psnr", str(two_runs[0]), "--gan", str(two_runs[1]), "--alpha", "1.5",
+                 "--out", str(tmp_path / "y.safetensors")]) == 2
+    assert "alpha must be between 0" in capsys.readouterr().err
+
+
+def test_export_writes_fp16_safetensors_and_a_full_card(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    psnr, _ = two_runs
+    out = tmp_path / "models"
+    assert main(["export", str(psnr), "--out", str(out), "--name", "cxr-tiny-x4", "--default"]) == 0
+    model, card = load_model(out / "cxr-tiny-x4.safetensors")
+    assert card.dtype == "fp16" and card.default and card.architecture == "SRVGGNetCompact"
+    assert card.params["num_feat"] == 8 and card.scale == 4 and card.input_convention.startswith("gray")
+    training = card.training
+    assert training["attribution"] == NIH_ATTRIBUTION and "nihcc.app.box.com" in training["attribution"]
+    assert training["degradation"].startswith("bicubic") and training["steps"] == 2
+    assert training["commit"] and training["wall_time_s"] >= 0 and "cpu" in training["compute"]
+    assert card.metrics["protocol"] == "x4-native" and "val_psnr" in card.metrics and "bicubic_psnr" in card.metrics
+    ema = torch.load(psnr / "best_ema.pt", weights_only=True)["ema"]
+    for key, value in model.state_dict().items():
+        assert torch.allclose(value, ema[key].half().float())
+    # a second default takes the mark from the first
+    export_run(psnr, out, name="second", default=True)
+    assert not ModelCard.load(out / "cxr-tiny-x4.json").default and ModelCard.load(out / "second.json").default
+    assert json.loads((out / "second.json").read_text())["weights_file"] == "second.safetensors"
+
+
+def test_export_of_a_missing_run_is_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"cxr-train: The run folder {tmp_path / 'nothing'} does not exist; name a folder under runs/."

@@ -1,0 +1,222 @@
+"""From a run to an installable model: weights as safetensors + a model card (engine.sr.weights).
+
+`export_run` takes a run's best EMA weights (or its last checkpoint's EMA) and writes the card a
+reviewer needs: architecture, scale, input convention, training data with the NIH attribution,
+degradation, steps, compute, wall time, the git commit and validation metrics against bicubic.
+`interpolate` blends a PSNR and a GAN generator (ESRGAN section 3.4) into a third model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.resources import models_dir
+from engine.sr.archs import build_model
+from engine.sr.card import ModelCard
+from engine.sr.weights import WeightsError, detect, file_sha256, model_hparams, save_model
+from training.checkpoints import CHECKPOINT_NAME, GeneratorWeights, load_run_file, read_generator
+from training.config import ConfigError, TrainConfig, config_from_dict, load_config
+from training.report import read_log, wall_time_s
+from training.trainer import RUN_INFO_NAME, git_commit
+
+NIH_ATTRIBUTION = (
+    "NIH ChestX-ray14, https://nihcc.app.box.com/v/ChestXray-NIHCC; Wang et al., \"ChestX-ray8: "
+    "Hospital-scale Chest X-ray Database and Benchmarks\", CVPR 2017; images provided by the NIH "
+    "Clinical Center."
+)
+DEGRADATIONS = {
+    "bicubic": "x4-native: PIL antialiased bicubic reduction of the 8-bit image, LR kept 8-bit",
+    "realistic": "random Gaussian blur (isotropic/anisotropic), random resize kernel, Gaussian or "
+                 "Poisson noise, JPEG at random quality (training.degradations)",
+}
+
+
+def run_config(run_dir: Path) -> TrainConfig | None:
+    """The config a run was trained with (config.yaml, written at the start of each session)."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    return config_from_dict(yaml.safe_load(path.read_text()) or {})
+
+
+def _architecture(weights: GeneratorWeights, cfg: TrainConfig | None) -> tuple[str, dict[str, Any]]:
+    if weights.arch and weights.params is not None:
+        return weights.arch, dict(weights.params)
+    if cfg is not None:
+        return cfg.model.arch, dict(cfg.model.params)
+    return detect(weights.state)  # cannot see upsample_residual: only for foreign files
+
+
+def _build(arch: str, params: dict[str, Any], state: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
+    model = build_model(arch, params)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise WeightsError(f"The weights in {source} do not fit {arch} with {params}.") from None
+    return model.eval()
+
+
+def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWeights) -> dict[str, Any]:
+    info_path = run_dir / RUN_INFO_NAME
+    sessions = json.loads(info_path.read_text()).get("sessions", []) if info_path.is_file() else []
+    last = load_run_file(run_dir / CHECKPOINT_NAME) if (run_dir / CHECKPOINT_NAME).is_file() else {}
+    data: dict[str, Any] = {"source": "NIH ChestX-ray14 chest radiographs (8-bit PNG, 1024x1024)"}
+    if cfg is not None:
+        data.update(train=cfg.data.train, val=cfg.data.val, max_images=cfg.data.max_images,
+                    hr_patch=cfg.data.hr_patch, batch_size=cfg.data.batch_size)
+    degradation = cfg.data.degradation if cfg is not None else "bicubic"
+    wall = wall_time_s(run_dir)
+    compute = sorted({f"{s['processes']} x {s['device_name'] or s['device']} ({s['device']}, "
+                      f"{s['threads']} threads), {s['precision']}, torch {s['torch']}" for s in sessions})
+    return {
+        "stage": cfg.stage if cfg is not None else last.get("stage", "psnr"),
+        "run": run_dir.name,
+        "data": data,
+        "attribution": NIH_ATTRIBUTION,
+        "degradation": f"{degradation}: {DEGRADATIONS[degradation]}",
+        "steps": weights.step if weights.step is not None else last.get("step"),
+        "steps_trained": last.get("step"),
+        "compute": "; ".join(compute) or "unknown (run.json missing)",
+        "wall_time": f"{wall / 3600:.2f} h",
+        "wall_time_s": round(wall, 1),
+        "commit": git_commit(),
+        "trained_at_commits": sorted({s["commit"] for s in sessions}),
+        "init_from": cfg.init_from if cfg is not None else None,
+    }
+
+
+def _logged_val(run_dir: Path, step: int | None) -> dict[str, float]:
+    """Validation of the exported step from log.csv (last.ckpt carries no metrics of its own)."""
+    rows: dict[int, dict[str, float]] = {}
+    for key, points in read_log(run_dir).items():
+        if key.startswith(("val_", "bicubic_", "gain_")):
+            for s, value in points:
+                rows.setdefault(s, {})[key] = value
+    return rows.get(step, {}) if step is not None else {}
+
+
+def _metrics(weights: GeneratorWeights, cfg: TrainConfig | None, run_dir: Path) -> dict[str, Any]:
+    val = weights.val or _logged_val(run_dir, weights.step)
+    if not val:
+        return {}
+    where: dict[str, Any] = {"protocol": "x4-native"}
+    if cfg is not None:
+        crop = cfg.data.val_crop_size
+        where.update(val=cfg.data.val or "held-out patients of data.train", images=cfg.data.val_crops,
+                     crop=f"{crop}x{crop} HR centre crops" if crop else "whole images")
+    return {**where, **{k: round(v, 4) for k, v in val.items() if k != "loss"}}
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *, name: str | None = None,
+               title: str = "", default: bool = False, dtype: str = "fp16", config: str | None = None) -> ModelCard:
+    """Write `<name>.safetensors` + `<name>.json` for the run's best EMA generator.
+
+    `config` (file or preset) describes runs older than the config.yaml each run now keeps.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"The run folder {run_dir} does not exist; name a folder under runs/.")
+    weights = read_generator(run_dir)
+    cfg = load_config(config) if config else run_config(run_dir)
+    arch, params = _architecture(weights, cfg)
+    model = _build(arch, params, weights.state, weights.source)
+    name = name or run_dir.name
+    card = ModelCard(
+        name=name, title=title or name, architecture=arch, params=params,
+        training=_training_info(run_dir, cfg, weights), metrics=_metrics(weights, cfg, run_dir),
+        licence="Apache-2.0 (weights); training images: NIH Clinical Center, no restriction on use, attribution required",
+        notes=f"EMA weights from {weights.source.name} of run {run_dir.name}.", default=default,
+    )
+    return _save(model, Path(out_dir or models_dir()) / f"{name}.safetensors", card, dtype)
+
+
+def _save(model: torch.nn.Module, path: Path, card: ModelCard, dtype: str) -> ModelCard:
+    card = save_model(model, path, card, dtype=dtype)
+    if card.default:
+        _clear_other_defaults(path.parent, card.name)
+    return card
+
+
+def _clear_other_defaults(folder: Path, keep: str) -> None:
+    """One default per folder: the registry picks the card that says `"default": true`."""
+    for other in folder.glob("*.json"):
+        try:
+            card = ModelCard.load(other)
+        except ValueError:
+            continue
+        if card.default and card.name != keep:
+            replace(card, default=False).save(other)
+
+
+def blend(psnr: dict[str, torch.Tensor], gan: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """theta = (1 - alpha) * theta_PSNR + alpha * theta_GAN, key by key (same architecture)."""
+    if psnr.keys() != gan.keys():
+        missing = sorted(psnr.keys() ^ gan.keys())[0]
+        raise WeightsError(f"The two models have different layers (e.g. {missing!r}); interpolate only models of one architecture.")
+    out = {}
+    for key, a in psnr.items():
+        b = gan[key]
+        if a.shape != b.shape:
+            raise WeightsError(f"{key} is {tuple(a.shape)} in the PSNR model but {tuple(b.shape)} in the GAN model; use models of one architecture.")
+        if a.dtype.is_floating_point:
+            out[key] = ((1.0 - alpha) * a.double() + alpha * b.double()).to(torch.float32)
+        else:
+            out[key] = b.clone()
+    return out
+
+
+def interpolate(psnr_path: str | Path, gan_path: str | Path, alpha: float, out: str | Path, *,
+                name: str | None = None, title: str = "", default: bool = False, dtype: str = "fp16") -> ModelCard:
+    """Network interpolation (ESRGAN 3.4): a fidelity/realism dial without retraining."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be between 0 (the PSNR model) and 1 (the GAN model), not {alpha}.")
+    psnr, gan = read_generator(psnr_path), read_generator(gan_path)
+    arch, params = _canonical(*_architecture(gan, None))
+    if psnr.arch and _canonical(psnr.arch, psnr.params or {}) != (arch, params):
+        raise WeightsError(f"{psnr_path} is {psnr.arch} {psnr.params} but {gan_path} is {arch} {params}; interpolate models of one architecture.")
+    model = _build(arch, params, blend(psnr.state, gan.state, alpha), Path(gan_path))
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        out = out / f"{name or 'interpolated'}.safetensors"
+    name = name or out.stem
+    card = ModelCard(
+        name=name, title=title or f"{name} (alpha {alpha:g})", architecture=arch, params=params,
+        training={"method": "network interpolation (ESRGAN section 3.4): (1 - alpha) PSNR + alpha GAN",
+                  "alpha": alpha, "psnr_model": _describe(psnr), "gan_model": _describe(gan),
+                  "attribution": _attribution(psnr, gan), "commit": git_commit()},
+        licence=_licence(psnr, gan), notes=f"alpha {alpha:g}: 0 = the PSNR model, 1 = the GAN model.", default=default,
+    )
+    return _save(model, out, card, dtype)
+
+
+def _canonical(arch: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Every hyper-parameter spelled out, so two spellings of one network compare equal."""
+    return model_hparams(build_model(arch, params))
+
+
+def _describe(weights: GeneratorWeights) -> dict[str, Any]:
+    desc: dict[str, Any] = {"file": str(weights.source), "sha256": file_sha256(weights.source)}
+    if weights.card is not None:
+        desc["name"] = weights.card.name
+    if weights.step is not None:
+        desc["step"] = weights.step
+    return desc
+
+
+def _attribution(*sources: GeneratorWeights) -> str:
+    """Our run files were trained on NIH images; model files say so (or not) in their cards."""
+    texts = {NIH_ATTRIBUTION if s.card is None else s.card.training.get("attribution") or
+             f"see the model card of {s.source.name}" for s in sources}
+    return " ".join(sorted(texts))
+
+
+def _licence(*sources: GeneratorWeights) -> str:
+    licences = {s.card.licence for s in sources if s.card is not None and s.card.licence}
+    return "; ".join(sorted(licences)) or "Apache-2.0 (weights); training images: NIH Clinical Center, attribution required"
