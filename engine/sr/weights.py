@@ -37,7 +37,7 @@ PICKLE_SUFFIXES = (".pth", ".pt")
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 # Training checkpoints wrap the weights; BasicSR's EMA copy is the better generator.
-WRAPPER_KEYS = ("params_ema", "params", "state_dict")
+WRAPPER_KEYS = ("params_ema", "ema", "params", "state_dict", "model")  # EMA first: it is the better model
 
 
 class WeightsError(Exception):

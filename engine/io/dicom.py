@@ -1,0 +1,399 @@
+"""DICOM files -> Images: headers read lazily, pixels decoded on demand by pydicom's plugins.
+
+Decoding goes through `pydicom.pixels.pixel_array` and so through the installed decoders:
+python-gdcm (JPEG baseline/extended/lossless, JPEG-LS), pylibjpeg-openjpeg (JPEG 2000),
+pylibjpeg-rle (RLE), Pillow (JPEG baseline), and pydicom itself (native, deflate, big endian).
+Files without File Meta (ACR-NEMA style, PS3.10 7.1 absent) are read with force=True and given
+the transfer syntax pydicom detected while reading them.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import pixel_array
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLSNearLossless,
+)
+
+from engine.display.lut import Lut, LutError, lut_from_item
+from engine.display.modality import modality_values
+from engine.display.window import FUNCTIONS, Window
+from engine.io.errors import ReadError, is_interrupt, short_reason
+from engine.io.jpeg12 import decode_jpeg12, needs_gdcm_jpeg12
+from engine.io.model import Image
+from engine.io.safety import JPEG_FAMILY, check_jpeg_frame, polite_plugin
+from engine.io.sources import Source
+
+MAX_FRAME_PIXELS = 20_000 * 20_000  # refuse absurd headers before allocating
+MAX_FRAMES = 10_000  # a damaged Number of Frames must not make a billion Images
+ALWAYS_LOSSY = {JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless,
+                "1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.101", "1.2.840.10008.1.2.4.102",
+                "1.2.840.10008.1.2.4.103", "1.2.840.10008.1.2.4.104", "1.2.840.10008.1.2.4.105",
+                "1.2.840.10008.1.2.4.106"}
+LOSSY_UNLESS_SAID = {"1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.93",  # JPEG 2000 (may be)
+                     "1.2.840.10008.1.2.4.203"}  # HTJ2K (may be)
+
+_NOT_IMAGES = (  # SOP Class UID prefix -> why it is skipped
+    ("1.2.840.10008.1.3.10", "is a DICOMDIR index"),
+    ("1.2.840.10008.5.1.4.1.1.88.", "is a structured report or key object selection"),
+    ("1.2.840.10008.5.1.4.1.1.11.", "is a presentation state"),
+    ("1.2.840.10008.5.1.4.1.1.9.", "is a waveform"),
+    ("1.2.840.10008.5.1.4.1.1.104.", "is an encapsulated document"),
+    ("1.2.840.10008.5.1.4.1.1.66", "is raw data, a registration or a segmentation"),
+    ("1.2.840.10008.5.1.4.1.1.30", "is a parametric map"),
+    ("1.2.840.10008.5.1.4.1.1.481.", "is a radiotherapy object"),
+)
+_RT_IMAGE = "1.2.840.10008.5.1.4.1.1.481.1"
+
+
+def read_header(source: Source) -> Dataset:
+    """The dataset up to (not including) the pixel data; ReadError if it is not DICOM.
+
+    Tries the DICOM File Format first (PS3.10: preamble, "DICM", File Meta), then a bare dataset
+    (ACR-NEMA style) accepted only if it starts like one (group 0008, or a group length).
+    """
+    try:
+        with source.streamed() as handle:
+            try:
+                ds = dcmread(handle, stop_before_pixels=True)
+            except InvalidDicomError:
+                handle.seek(0)
+                ds = dcmread(handle, stop_before_pixels=True, force=True)
+                _check_bare_dataset(ds, source)
+            _touch(ds)
+    except ReadError:
+        raise
+    except BaseException as exc:  # pydicom raises many types on broken input
+        if is_interrupt(exc):
+            raise
+        raise ReadError(f"{source.name} is not a readable DICOM file ({short_reason(exc)}).") from exc
+    ensure_transfer_syntax(ds)
+    return ds
+
+
+def _check_bare_dataset(ds: Dataset, source: Source) -> None:
+    tags = [int(tag) for tag in ds.keys()]
+    if len(tags) < 2 or (tags[0] >> 16) not in (0x0000, 0x0002, 0x0008):
+        raise ReadError(f"{source.name} is not a DICOM file.")
+
+
+def _touch(ds: Dataset) -> None:
+    """Convert the raw elements we use now, so broken values fail here, not later."""
+    for keyword in ("SOPClassUID", "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel",
+                    "PhotometricInterpretation", "BitsStored", "PixelRepresentation"):
+        ds.get(keyword)
+
+
+def ensure_transfer_syntax(ds: Dataset) -> None:
+    """Give a dataset without File Meta the transfer syntax it was read with (PS3.5 A.1/A.2)."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        meta = ds.file_meta = FileMetaDataset()
+    if meta.get("TransferSyntaxUID"):
+        return
+    implicit, little = ds.original_encoding
+    if implicit or implicit is None:
+        meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    else:
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+def skip_reason(ds: Dataset) -> str | None:
+    """Why a readable DICOM object is not an image to show, or None if it is one.
+
+    Raises ReadError for an image object that lost its Image Pixel module (a truncated file)."""
+    sop_class = str(ds.get("SOPClassUID", "") or "") or str(
+        ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
+    if sop_class and sop_class != _RT_IMAGE:
+        for prefix, reason in _NOT_IMAGES:
+            if sop_class.startswith(prefix):
+                return f"{reason} ({UID(sop_class).name}), not an image"
+    if not ds.get("Rows") or not ds.get("Columns"):
+        if "Image Storage" in UID(sop_class).name:
+            raise ReadError("The file is an image object without Rows/Columns; it is incomplete "
+                            "or damaged.")
+        return "has no image (no Rows/Columns)"
+    return None
+
+
+def frame_count(ds: Dataset) -> int:
+    """Number of Frames (0028,0008), 1 when absent or broken."""
+    try:
+        count = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+    return max(1, count)
+
+
+def images_from_header(source: Source, ds: Dataset) -> list[Image]:
+    """One Image per frame of the object whose header is `ds` (PS3.3 C.7.6.6 Multi-frame)."""
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    if rows * columns > MAX_FRAME_PIXELS:
+        raise ReadError(f"{source.name} claims a {columns}x{rows} image, larger than supported.")
+    frames = frame_count(ds)
+    if frames > MAX_FRAMES:
+        raise ReadError(f"{source.name} claims {frames} frames, more than supported.")
+    pixels = _PixelSource(source, frames)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    little = ds.file_meta.TransferSyntaxUID != ExplicitVRBigEndian
+    return [_image(source, ds, frame, frames, rows, columns, pixels, signed, little)
+            for frame in range(frames)]
+
+
+def _image(source: Source, ds: Dataset, frame: int, frames: int, rows: int, columns: int,
+           pixels: _PixelSource, signed: bool, little: bool) -> Image:
+    transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2")
+    function = str(_frame_attr(ds, frame, "FrameVOILUTSequence", "VOILUTFunction") or "LINEAR")
+    function = function.strip().upper() if function.strip().upper() in FUNCTIONS else "LINEAR"
+    spacing, spacing_source = _pixel_spacing(ds, frame)
+    modality_lut = _modality_lut(ds, signed, little)
+    slope = _number(_frame_attr(ds, frame, "PixelValueTransformationSequence", "RescaleSlope"), 1.0)
+    intercept = _number(
+        _frame_attr(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0)
+
+    def load() -> np.ndarray:
+        return pixels.modality_values(frame, lut=modality_lut, slope=slope, intercept=intercept)
+
+    shape = _text(ds, "PresentationLUTShape").upper() or None
+    return Image(
+        path=source.path, loader=load, source_file=source.file, frame=frame, frames=frames,
+        rows=rows, columns=columns, photometric=photometric,
+        windows=file_windows(ds, frame, function),
+        voi_luts=_voi_luts(ds, signed, little), voi_function=function,
+        presentation_lut_shape=shape if shape in ("IDENTITY", "INVERSE") else None,
+        pixel_spacing=spacing, spacing_source=spacing_source, dataset=ds,
+        sop_instance_uid=_text(ds, "SOPInstanceUID"), sop_class_uid=_text(ds, "SOPClassUID"),
+        instance_number=_integer(ds.get("InstanceNumber")), modality=_text(ds, "Modality"),
+        lossy=is_lossy(ds), bits_stored=_integer(ds.get("BitsStored")) or 8, is_dicom=True,
+        transfer_syntax=transfer_syntax, rescale_slope=slope, rescale_intercept=intercept,
+        modality_lut=modality_lut, pixel_representation=1 if signed else 0,
+    )
+
+
+def file_windows(ds: Dataset, frame: int = 0, function: str = "LINEAR") -> list[Window]:
+    """Every Window Center/Width pair with its explanation, PS3.3 C.11.2 (VOI LUT Module).
+
+    Pairs with a width the function cannot use (LINEAR needs >= 1, others > 0) are dropped.
+    """
+    centers = _numbers(_frame_attr(ds, frame, "FrameVOILUTSequence", "WindowCenter"))
+    widths = _numbers(_frame_attr(ds, frame, "FrameVOILUTSequence", "WindowWidth"))
+    raw_explanations = _frame_attr(ds, frame, "FrameVOILUTSequence",
+                                   "WindowCenterWidthExplanation")
+    explanations = [str(e) for e in _as_list(raw_explanations)]
+    windows = []
+    for i, (center, width) in enumerate(zip(centers, widths, strict=False)):
+        minimum = 1.0 if function == "LINEAR" else 0.0
+        if not (np.isfinite(center) and np.isfinite(width)) or width < minimum or (
+                function != "LINEAR" and width <= 0):
+            continue
+        text = explanations[i].strip() if i < len(explanations) and explanations[i] else ""
+        windows.append(Window(center, width, text or f"File window {i + 1}", function))
+    return windows
+
+
+def is_lossy(ds: Dataset) -> bool:
+    """Lossy Image Compression (0028,2110) "01", or a transfer syntax that implies it."""
+    flag = _text(ds, "LossyImageCompression")
+    syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    if flag == "01" or syntax in ALWAYS_LOSSY:
+        return True
+    return syntax in LOSSY_UNLESS_SAID and flag != "00"
+
+
+class _PixelSource:
+    """Decodes frames of one file; keeps the parsed file for multi-frame objects only."""
+
+    def __init__(self, source: Source, frames: int) -> None:
+        self.source = source
+        self.frames = frames
+        self._dataset: Dataset | None = None
+        self._lock = threading.Lock()
+
+    def modality_values(self, frame: int, *, lut: Lut | None, slope: float,
+                        intercept: float) -> np.ndarray:
+        stored = self.frame(frame)
+        return modality_values(stored, lut=lut, slope=slope, intercept=intercept)
+
+    def frame(self, frame: int) -> np.ndarray:
+        """Stored values of one frame as a 2-D array (colour converted to luminance)."""
+        with self._lock:
+            ds = self._dataset or self._read()
+            if self.frames > 1:
+                self._dataset = ds
+        index = frame if self.frames > 1 else None
+        try:
+            return to_gray(_apply_palette(_decode(ds, index), ds))
+        except BaseException as exc:  # decoders raise many types on broken data
+            if is_interrupt(exc):
+                raise
+            syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", ""))).name
+            raise ReadError(f"Could not decode the pixels of {self.source.name} ({syntax}): "
+                            f"{short_reason(exc)}.") from exc
+
+    def _read(self) -> Dataset:
+        try:
+            with self.source.opened() as handle:
+                ds = dcmread(handle, force=True)
+        except ReadError:
+            raise
+        except BaseException as exc:
+            if is_interrupt(exc):
+                raise
+            raise ReadError(f"{self.source.name} could not be read again ({short_reason(exc)}).") from exc
+        ensure_transfer_syntax(ds)
+        if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+            raise ReadError(f"{self.source.name} has no pixel data.")
+        return ds
+
+
+def _decode(ds: Dataset, index: int | None) -> np.ndarray:
+    """Stored values of one frame (all frames when index is None), by a decoder that raises on
+    bad data rather than crashing the process (see engine.io.safety)."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    if syntax in JPEG_FAMILY:
+        check_jpeg_frame(ds, index)  # GDCM must never see a damaged JPEG header
+    if needs_gdcm_jpeg12(ds):
+        return decode_jpeg12(ds, index)
+    plugin = polite_plugin(syntax)
+    try:
+        return pixel_array(ds, index=index, decoding_plugin=plugin)
+    except Exception:
+        if not plugin or syntax not in JPEG_FAMILY:
+            raise
+    return pixel_array(ds, index=index)  # a checked JPEG that Pillow refuses: let GDCM try
+
+
+def _apply_palette(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+    if str(ds.get("PhotometricInterpretation", "")) != "PALETTE COLOR":
+        return arr
+    from pydicom.pixels import apply_color_lut
+
+    return apply_color_lut(arr, ds)
+
+
+def to_gray(arr: np.ndarray) -> np.ndarray:
+    """Luminance of RGB(A) (ITU-R BT.601 weights, as Pillow's "L"); grayscale passes through.
+
+    When the three channels are equal (gray stored as RGB), the first channel is returned exactly.
+    """
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim != 3:
+        raise ReadError(f"Unexpected pixel array shape {arr.shape}.")
+    channels = arr.shape[2]
+    if channels in (1, 2):  # gray or gray + alpha
+        return arr[..., 0]
+    rgb = arr[..., :3]
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        return rgb[..., 0]
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return rgb.astype(np.float32) @ weights
+
+
+def _frame_attr(ds: Dataset, frame: int, sequence: str, keyword: str) -> object:
+    """An attribute from the Per-frame, then Shared Functional Groups (PS3.3 C.7.6.16), else
+    from the top level of the dataset."""
+    for groups, index in (("PerFrameFunctionalGroupsSequence", frame),
+                          ("SharedFunctionalGroupsSequence", 0)):
+        try:
+            item = ds[groups].value[index]
+            macro = item[sequence].value[0]
+            if keyword in macro:
+                return macro[keyword].value
+        except (KeyError, IndexError, TypeError, AttributeError):
+            continue
+    try:
+        return ds.get(keyword)
+    except Exception:
+        return None
+
+
+def _pixel_spacing(ds: Dataset, frame: int) -> tuple[tuple[float, float] | None, str]:
+    """Pixel Spacing (PS3.3 10.7.1.3), else Imager Pixel Spacing; zero or negative ignored."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        sequence = "PixelMeasuresSequence" if keyword == "PixelSpacing" else ""
+        value = _frame_attr(ds, frame, sequence, keyword) if sequence else _safe_get(ds, keyword)
+        numbers = _numbers(value)
+        if len(numbers) >= 2 and all(np.isfinite(n) and n > 0 for n in numbers[:2]):
+            return (numbers[0], numbers[1]), keyword
+    return None, "none"
+
+
+def _modality_lut(ds: Dataset, signed: bool, little: bool) -> Lut | None:
+    items = _safe_get(ds, "ModalityLUTSequence")
+    if not items:
+        return None
+    try:
+        return lut_from_item(items[0], little_endian=little, signed=signed)
+    except LutError:
+        return None  # fall back to rescale, as most viewers do
+
+
+def _voi_luts(ds: Dataset, signed: bool, little: bool) -> list[Lut]:
+    luts = []
+    for item in _safe_get(ds, "VOILUTSequence") or []:
+        try:
+            luts.append(lut_from_item(item, little_endian=little, signed=signed))
+        except LutError:
+            continue
+    return luts
+
+
+def _safe_get(ds: Dataset, keyword: str) -> object:
+    try:
+        return ds.get(keyword)
+    except Exception:
+        return None
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = _safe_get(ds, keyword)
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value).strip()
+    return str(value).strip()
+
+
+def _as_list(value: object) -> list:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str | bytes):
+        return [value]
+    try:
+        return list(value)  # type: ignore[call-overload]
+    except TypeError:
+        return [value]
+
+
+def _numbers(value: object) -> list[float]:
+    numbers = []
+    for item in _as_list(value):
+        try:
+            numbers.append(float(item))
+        except (TypeError, ValueError):
+            continue
+    return numbers
+
+
+def _number(value: object, default: float) -> float:
+    numbers = _numbers(value)
+    return numbers[0] if numbers and np.isfinite(numbers[0]) else default
+
+
+def _integer(value: object) -> int | None:
+    numbers = _numbers(value)
+    return int(numbers[0]) if numbers and np.isfinite(numbers[0]) else None

@@ -1,0 +1,260 @@
+"""Open a path (file, folder, DICOMDIR, ZIP) as a stream of Images and Problems, then group them
+into Study > Series > Image (PS3.3 C.7 Patient / Study / Series / Image modules)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from os import PathLike
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from engine.io.dicom import images_from_header, read_header, skip_reason
+from engine.io.errors import ReadError, is_interrupt, short_reason
+from engine.io.model import Collection, Image, Problem, ScanEvent, Series, Study
+from engine.io.raster import RASTER_SUFFIXES, image_from_raster, looks_like_raster
+from engine.io.sources import Source, folder_sources, is_zip, zip_sources
+
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+
+
+def scan(path: str | PathLike[str]) -> Iterator[ScanEvent]:
+    """Stream what `path` holds: one "image" event per frame, a "problem" event per file not
+    opened, and a "progress" event after each file (done, total). Headers only: pixels are
+    decoded when an Image's `modality_values()` is called. Raises ReadError at once if `path`
+    does not exist; after that nothing raises, whatever the files contain."""
+    root = Path(path)
+    if not root.exists():
+        raise ReadError(f"{root} does not exist.")
+    return _events(root)
+
+
+def load(path: str | PathLike[str],
+         progress: Callable[[int, int | None], None] | None = None) -> Collection:
+    """Everything `scan(path)` finds, grouped and sorted: studies newest first (undated last),
+    series by Series Number, images by Instance Number then frame."""
+    images: list[Image] = []
+    problems: list[Problem] = []
+    for event in scan(path):
+        if event.image is not None:
+            images.append(event.image)
+        elif event.problem is not None:
+            problems.append(event.problem)
+        elif progress is not None:
+            progress(event.done, event.total)
+    return Collection(group(images), problems)
+
+
+def _events(root: Path) -> Iterator[ScanEvent]:
+    try:
+        sources = _sources(root)
+    except ReadError as exc:
+        yield ScanEvent("problem", problem=Problem(root, str(exc)), done=1, total=1)
+        return
+    total = len(sources)
+    seen: set[tuple[str, int]] = set()
+    for done, source in enumerate(sources, start=1):
+        for image, problem in _read_expanding(source, seen):
+            if image is not None:
+                yield ScanEvent("image", image=image, done=done, total=total)
+            else:
+                yield ScanEvent("problem", problem=problem, done=done, total=total)
+        yield ScanEvent("progress", done=done, total=total)
+
+
+def _sources(root: Path) -> list[Source]:
+    if root.is_dir():
+        return folder_sources(root)
+    if is_zip(root):
+        return zip_sources(root)
+    if root.name.upper() == "DICOMDIR" or _is_dicomdir(root):
+        return dicomdir_sources(root)
+    return [Source(root, root)]
+
+
+def _is_dicomdir(path: Path) -> bool:
+    try:
+        ds = read_header(Source(path, path))
+    except ReadError:
+        return False
+    return _get(ds, "SOPClassUID") == _DICOMDIR_CLASS or (
+        _get(ds.file_meta, "MediaStorageSOPClassUID") == _DICOMDIR_CLASS)
+
+
+def dicomdir_sources(path: Path) -> list[Source]:
+    """The files a DICOMDIR (PS3.10 Media Storage Directory) references, via pydicom's FileSet."""
+    from pydicom import dcmread
+    from pydicom.fileset import FileSet
+
+    try:
+        fileset = FileSet(dcmread(path))
+        return [Source(Path(instance.path), Path(instance.path)) for instance in fileset]
+    except BaseException as exc:
+        if is_interrupt(exc):
+            raise
+        raise ReadError(f"{path.name} is not a readable DICOMDIR ({short_reason(exc)}).") from exc
+
+
+def _read_expanding(source: Source, seen: set[tuple[str, int]]
+                    ) -> Iterator[tuple[Image | None, Problem | None]]:
+    """Images or a Problem for one source; a ZIP inside a folder is opened and read too."""
+    if source.member is None and is_zip(source.file):
+        try:
+            members = zip_sources(source.file)
+        except ReadError as exc:
+            yield None, Problem(source.path, str(exc))
+            return
+        for member in members:
+            yield from _read_one(member, seen)
+        return
+    yield from _read_one(source, seen)
+
+
+def _read_one(source: Source, seen: set[tuple[str, int]]
+              ) -> Iterator[tuple[Image | None, Problem | None]]:
+    try:
+        images = read_source(source)
+    except NotAnImage as exc:
+        yield None, Problem(source.path, str(exc), skipped=True)
+        return
+    except ReadError as exc:
+        yield None, Problem(source.path, str(exc))
+        return
+    except BaseException as exc:  # last line of defence: one bad file never stops a folder
+        if is_interrupt(exc):
+            raise
+        yield None, Problem(source.path, f"{source.name} could not be read ({short_reason(exc)}).")
+        return
+    for image in images:
+        key = (image.sop_instance_uid, image.frame)
+        if image.sop_instance_uid and key in seen:
+            yield None, Problem(image.path, f"{source.name} repeats an image already found "
+                                            "(same SOP Instance UID).", skipped=True)
+            continue
+        seen.add(key)
+        yield image, None
+
+
+class NotAnImage(ReadError):
+    """A readable file that holds nothing to show (not DICOM, or a DICOM non-image object)."""
+
+
+def read_source(source: Source) -> list[Image]:
+    """Images of one file (one per frame); NotAnImage or ReadError otherwise."""
+    head = _head(source)
+    if len(head) == 0:
+        raise ReadError(f"{source.name} is empty.")
+    is_dicom_file = head[128:132] == b"DICM"
+    if not is_dicom_file and (source.path.suffix.lower() in RASTER_SUFFIXES
+                              or looks_like_raster(head)):
+        return [image_from_raster(source)]
+    try:
+        ds = read_header(source)
+    except ReadError as exc:
+        if is_dicom_file:
+            raise
+        raise NotAnImage(f"{source.name} is not a DICOM or image file.") from exc
+    try:
+        reason = skip_reason(ds)
+    except ReadError as exc:
+        raise ReadError(f"{source.name}: {str(exc)[0].lower()}{str(exc)[1:]}") from exc
+    if reason is not None:
+        raise NotAnImage(f"{source.name} {reason}.")
+    return images_from_header(source, ds)
+
+
+def _head(source: Source) -> bytes:
+    try:
+        with source.streamed() as handle:
+            return handle.read(132)
+    except ReadError:
+        raise
+    except BaseException as exc:
+        if is_interrupt(exc):
+            raise
+        raise ReadError(f"{source.name} cannot be opened ({short_reason(exc)}).") from exc
+
+
+# -- grouping ---------------------------------------------------------------------------------
+
+
+def group(images: list[Image]) -> list[Study]:
+    """Study > Series > Image from a flat list, sorted as a reader expects (see `load`)."""
+    studies: dict[str, Study] = {}
+    series_of: dict[tuple[str, str], Series] = {}
+    for image in images:
+        study_key, series_key = _keys(image)
+        study = studies.get(study_key)
+        if study is None:
+            study = studies[study_key] = _study(image)
+        series = series_of.get((study_key, series_key))
+        if series is None:
+            series = series_of[(study_key, series_key)] = _series(image, series_key)
+            study.series.append(series)
+        series.images.append(image)
+    for study in studies.values():
+        for series in study.series:
+            series.images.sort(key=_image_order)
+        study.series.sort(key=_series_order)
+    return _sort_studies(list(studies.values()))
+
+
+def _keys(image: Image) -> tuple[str, str]:
+    ds = image.dataset
+    if ds is None:
+        folder = str(image.path.parent)
+        return f"folder:{folder}", f"folder:{folder}"
+    study = _get(ds, "StudyInstanceUID") or f"no-study:{image.path.parent}"
+    series = _get(ds, "SeriesInstanceUID") or (
+        f"no-series:{_get(ds, 'Modality')}:{_get(ds, 'SeriesNumber')}")
+    return study, series
+
+
+def _study(image: Image) -> Study:
+    ds = image.dataset
+    if ds is None:
+        return Study(study_description=image.path.parent.name)
+    return Study(
+        patient_name=_get(ds, "PatientName"), patient_id=_get(ds, "PatientID"),
+        birth_date=_get(ds, "PatientBirthDate"), sex=_get(ds, "PatientSex"),
+        study_uid=_get(ds, "StudyInstanceUID"), study_date=_get(ds, "StudyDate"),
+        study_time=_get(ds, "StudyTime"), study_description=_get(ds, "StudyDescription"),
+        accession=_get(ds, "AccessionNumber"),
+    )
+
+
+def _series(image: Image, key: str) -> Series:
+    ds = image.dataset
+    if ds is None:
+        return Series(series_uid="", description=image.path.parent.name, modality="OT")
+    number = _get(ds, "SeriesNumber")
+    try:
+        parsed = int(float(number)) if number else None
+    except ValueError:
+        parsed = None
+    return Series(series_uid=_get(ds, "SeriesInstanceUID"), number=parsed,
+                  description=_get(ds, "SeriesDescription"), modality=_get(ds, "Modality"))
+
+
+def _get(ds: Dataset, keyword: str) -> str:
+    try:
+        value = ds.get(keyword)
+    except Exception:
+        return ""
+    return "" if value is None else str(value).strip()
+
+
+def _image_order(image: Image) -> tuple:
+    number = image.instance_number
+    return (number is None, number if number is not None else 0, str(image.path), image.frame)
+
+
+def _series_order(series: Series) -> tuple:
+    return (series.number is None, series.number or 0, series.description, series.series_uid)
+
+
+def _sort_studies(studies: list[Study]) -> list[Study]:
+    dated = sorted((s for s in studies if s.study_date),
+                   key=lambda s: (s.study_date, s.study_time), reverse=True)
+    undated = sorted((s for s in studies if not s.study_date), key=lambda s: s.study_description)
+    return dated + undated
