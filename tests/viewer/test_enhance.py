@@ -1,0 +1,221 @@
+"""Enhance in the window with a tiny random network: tiles, A/B, compare modes, cancel, export."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from PySide6.QtCore import Qt
+
+from engine import io
+from tests.viewer.conftest import tiny_network
+from tests.viewer.helpers import enhance_and_wait, open_and_wait
+
+
+def _centre_pixel(canvas: Any) -> int:
+    image = canvas.grab().toImage()
+    return image.pixelColor(canvas.width() // 2, canvas.height() // 2).red()
+
+
+@pytest.fixture
+def enhanced(qtbot: Any, make_window: Any, lowres_folder: Path, tiny_net: Any) -> Any:
+    window = make_window(tiny_net)
+    open_and_wait(qtbot, window, lowres_folder)
+    tiles: list[Any] = []
+    window.enhance.tilePasted.connect(tiles.append)
+    enhance_and_wait(qtbot, window)
+    window.tiles_seen = tiles
+    return window
+
+
+def test_enhance_completes_tile_by_tile(enhanced: Any) -> None:
+    doc, controller = enhanced.document, enhanced.enhance
+    assert doc.enhanced.values.shape == (1024, 1024)
+    assert doc.enhanced.region == (0, 0, 256, 256)
+    assert len(enhanced.tiles_seen) == controller.tiles_received >= 16  # 64-pixel tiles
+    assert controller.max_tile_ms < 50
+    result = controller.last_result
+    np.testing.assert_array_equal(doc.enhanced.values, result.image)
+    # the enhanced image keeps the input's value range, so the window means the same on both
+    lo, hi = result.value_range
+    assert lo <= float(doc.enhanced.values.min()) and float(doc.enhanced.values.max()) <= hi
+    assert "Device: cpu" in enhanced.device_label.text()
+    assert "Enhanced in" in enhanced.time_label.text()
+    assert enhanced.compare.primary.show_top  # tiles were shown as they came
+
+
+def test_ab_key_swaps_pixels_but_keeps_window_and_view(qtbot: Any, enhanced: Any) -> None:
+    canvas, view, doc = enhanced.compare.primary, enhanced.view, enhanced.document
+    view.zoom_by(2.0, canvas.size_f())
+    doc.drag_window(15, 5)
+    window_before, transform_before = doc.window, canvas.image_to_widget()
+    info_before = enhanced.overlay_info(canvas)
+    assert info_before.showing == "enhanced"
+    shown_enhanced = canvas.grab().toImage()
+    enhanced.activateWindow()
+    canvas.setFocus()
+    qtbot.keyClick(canvas, Qt.Key.Key_B)
+    assert not canvas.show_top
+    assert enhanced.overlay_info(canvas).showing == "original"
+    shown_original = canvas.grab().toImage()
+    assert shown_original != shown_enhanced
+    assert doc.window == window_before
+    assert canvas.image_to_widget() == transform_before
+    qtbot.keyClick(canvas, Qt.Key.Key_Tab)
+    assert canvas.show_top
+    assert canvas.grab().toImage() == shown_enhanced
+
+
+def test_compare_modes(qtbot: Any, enhanced: Any) -> None:
+    compare = enhanced.compare
+    enhanced.set_compare("split")
+    assert compare.primary.split == pytest.approx(0.5)
+    assert enhanced.overlay_info(compare.primary).showing == "split"
+    enhanced.set_compare("side")
+    assert compare.secondary.isVisible()
+    assert compare.secondary.view is compare.primary.view  # linked zoom and pan
+    enhanced.set_compare("diff")
+    qtbot.waitUntil(lambda: enhanced.document.difference_layer is not None, timeout=20_000)
+    diff = enhanced.document.difference_layer.values
+    assert diff.shape == (1024, 1024)
+    assert np.isfinite(diff).all() and np.abs(diff).max() > 0
+    enhanced.set_compare("ab")
+    assert not compare.secondary.isVisible()
+
+
+def test_enhance_visible_region(qtbot: Any, make_window: Any, lowres_folder: Path,
+                                tiny_net: Any) -> None:
+    window = make_window(tiny_net)
+    open_and_wait(qtbot, window, lowres_folder)
+    canvas = window.compare.primary
+    window.view.set_zoom(8.0)  # 8 screen pixels per image pixel: only part of the image shows
+    region = window.enhance_region("visible")
+    assert region is not None
+    y0, x0, y1, x1 = region
+    assert 0 < y1 - y0 < 256 and 0 < x1 - x0 < 256
+    enhance_and_wait(qtbot, window, "visible")
+    state = window.document.enhanced
+    assert state.region == region
+    assert state.values.shape == ((y1 - y0) * 4, (x1 - x0) * 4)
+    assert canvas.show_top
+
+
+class _SlowNet:
+    """Wraps a network so each tile takes a while: time for the test to press Cancel."""
+
+    def __new__(cls, delay: float) -> Any:
+        import torch
+
+        class Slow(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.inner = tiny_network()
+                self.scale = 4
+                self.forwards = 0
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                self.forwards += 1
+                time.sleep(delay)
+                return self.inner(x)
+
+        return Slow()
+
+
+def test_cancel_stops_within_one_tile(qtbot: Any, make_window: Any, lowres_folder: Path,
+                                     one_torch_thread: None) -> None:
+    net = _SlowNet(0.15)
+    window = make_window(net)
+    window.settings.tile = 32  # 64 tiles: far more than run before the cancel lands
+    open_and_wait(qtbot, window, lowres_folder)
+    assert window.start_enhance()
+    qtbot.waitUntil(lambda: window.enhance.tiles_received >= 1 or net.forwards >= 2,
+                    timeout=30_000)
+    forwards_at_cancel = net.forwards
+    window.cancel_enhance()
+    with qtbot.waitSignal(window.enhance.ended, timeout=10_000) as blocker:
+        pass
+    assert blocker.args == ["cancelled"]
+    assert net.forwards <= forwards_at_cancel + 1
+    assert window.document.enhanced is None  # the unfinished layer is dropped
+    assert not window.compare.primary.show_top
+    assert window.progress.isHidden()
+
+
+def test_close_during_enhance_waits_for_the_thread(qtbot: Any, make_window: Any,
+                                                   lowres_folder: Path,
+                                                   one_torch_thread: None) -> None:
+    net = _SlowNet(0.1)
+    window = make_window(net)
+    window.settings.tile = 32
+    open_and_wait(qtbot, window, lowres_folder)
+    window.start_enhance()
+    qtbot.waitUntil(lambda: net.forwards >= 1, timeout=30_000)
+    job = window.enhance.job
+    window.close()
+    assert not job.is_running()
+
+
+def test_no_model_installed_is_one_sentence(qtbot: Any, make_window: Any, lowres_folder: Path,
+                                            tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("CXR_ENHANCE_MODELS_DIR", str(tmp_path / "no-models"))
+    from viewer.worker import clear_enhancers
+
+    clear_enhancers()
+    window = make_window(None)
+    open_and_wait(qtbot, window, lowres_folder)
+    window.start_enhance()
+    qtbot.waitUntil(lambda: not window.enhance.is_running(), timeout=30_000)
+    text = window.message.text()
+    assert "No super-resolution model is installed" in text
+    assert str(tmp_path / "no-models") in text
+    assert window.message.action.text() == "Open the models folder"
+    assert window.document.enhanced is None
+
+
+@pytest.mark.parametrize("kind,suffix", [("dicom", ".dcm"), ("png16", ".png"),
+                                         ("tiff", ".tif"), ("png8", ".png")])
+def test_export_writes_a_file_that_reads_back(enhanced: Any, tmp_path: Path, kind: str,
+                                              suffix: str) -> None:
+    values = enhanced.document.enhanced.values
+    written = enhanced.export_to(tmp_path / f"out{suffix}", kind)
+    assert written is not None and written.is_file(), enhanced.message.text()
+    if kind == "dicom":
+        collection = io.load(written)
+        (image,) = collection.images
+        assert (image.rows, image.columns) == (1024, 1024)
+        assert image.pixel_spacing == pytest.approx((0.4, 0.4))  # 1.6 mm / 4
+        back = image.modality_values()
+        assert np.abs(back - values).max() <= 1.0  # stored as integers
+        study = collection.studies[0]
+        assert study.study_uid == enhanced.context.study_uid  # same study, new series
+        assert image.sop_instance_uid != enhanced.document.image.sop_instance_uid
+    else:
+        with PILImage.open(written) as im:
+            arr = np.asarray(im)
+        assert arr.shape == (1024, 1024)
+        if kind == "png8":
+            np.testing.assert_array_equal(arr, enhanced.document.render(values))
+        else:
+            lo, hi = enhanced.enhance.last_result.value_range
+            back = lo + arr.astype(np.float64) / 65535 * (hi - lo)
+            assert np.abs(back - values).max() <= (hi - lo) / 65535 + 1e-3
+
+
+def test_export_refuses_to_overwrite_the_source(enhanced: Any) -> None:
+    source = Path(enhanced.document.image.path)
+    before = source.read_bytes()
+    assert enhanced.export_to(source, "dicom") is None
+    assert "Export failed" in enhanced.message.text()
+    assert source.read_bytes() == before
+
+
+def test_copy_to_clipboard(enhanced: Any) -> None:
+    from PySide6.QtGui import QGuiApplication
+
+    enhanced.copy_image()
+    image = QGuiApplication.clipboard().image()
+    assert (image.width(), image.height()) == (1024, 1024)

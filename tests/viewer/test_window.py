@@ -1,0 +1,80 @@
+"""Window chrome: drag and drop, dialogs, theme and settings persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from viewer import settings
+from viewer.dialogs import AboutDialog, HelpDialog, SettingsDialog, model_card_html
+
+
+def test_drop_a_folder_opens_it(qtbot: Any, make_window: Any, lowres_folder: Path) -> None:
+    window = make_window()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(lowres_folder))])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)  # Qt delivers a Drop only during a real drag; call the handler
+    assert event.isAccepted()
+    qtbot.waitUntil(lambda: window.document is not None, timeout=20_000)
+    assert window.document.rows == 256
+
+
+def test_settings_dialog_round_trip(qtbot: Any) -> None:
+    current = settings.ViewerSettings(device="cpu", tile=192, theme="light")
+    dialog = SettingsDialog(current, models=[])
+    qtbot.addWidget(dialog)
+    dialog.precision.setCurrentIndex(dialog.precision.findData("fp32"))
+    dialog.scope.setCurrentIndex(dialog.scope.findData("visible"))
+    dialog.reverse_level.setChecked(True)
+    new = dialog.result_settings()
+    assert (new.device, new.tile, new.theme, new.precision, new.scope) == \
+        ("cpu", 192, "light", "fp32", "visible")
+    assert new.drag_reverse_level and new.model == ""
+    dialog._defaults()
+    assert dialog.result_settings().tile == 256
+
+
+def test_about_shows_model_card_attribution_and_use(qtbot: Any) -> None:
+    dialog = AboutDialog(None, "0.1.0")
+    qtbot.addWidget(dialog)
+    text = dialog.text.toPlainText()
+    assert "Research and education use only" in text
+    assert "nihcc.app.box.com/v/ChestXray-NIHCC" in text
+    assert "ChestX-ray8" in text and "NIH Clinical Center" in text
+    assert "No model is installed" in text
+
+    from engine.sr.card import ModelCard
+    from engine.sr.registry import ModelInfo
+
+    card = ModelCard(name="fast", architecture="SRVGGNetCompact", title="Fast <x4>",
+                     licence="Apache-2.0", metrics={"psnr_gain_db": 0.71},
+                     training={"data": "NIH ChestX-ray14 train"})
+    html = model_card_html(ModelInfo(card, Path("fast.safetensors")))
+    assert "Fast &lt;x4&gt;" in html and "0.71" in html and "NIH ChestX-ray14 train" in html
+
+
+def test_help_lists_every_shortcut(qtbot: Any, make_window: Any) -> None:
+    window = make_window()
+    rows = window.shortcut_rows()
+    dialog = HelpDialog(rows)
+    qtbot.addWidget(dialog)
+    keys = {dialog.table.item(i, 0).text() for i in range(dialog.table.rowCount())}
+    for key in ("I", "R", "H", "V", "Space", "=", "E", "1", "5"):
+        assert any(key in k.split(", ") for k in keys), key
+    assert any("B" in k.split(", ") and "Tab" in k.split(", ") for k in keys)
+
+
+def test_theme_toggle_persists(qtbot: Any, make_window: Any, store: Any) -> None:
+    window = make_window()
+    assert window.settings.theme == "dark"
+    window.toggle_theme()
+    assert "#f2f2ef" in QApplication.instance().styleSheet()
+    assert settings.load(store).theme == "light"
+    window.toggle_theme()
+    assert settings.load(store).theme == "dark"

@@ -1,0 +1,336 @@
+"""The study browser: patient > study > series > image, filled in the background while scanning.
+
+A ScanWorker on its own QThread iterates engine.io.scan(path), hands images and problems to the
+UI thread in batches (so a folder of thousands of files does not flood the event loop), then makes
+thumbnails one by one. The tree never parses files: it groups by what engine.io reports.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QSize, Qt, QThread, Signal, Slot
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer.overlay import format_da, format_person_name
+
+THUMB = 72
+BATCH_SECONDS = 0.1  # hand found images to the UI at most ~10 times a second
+ROLE_KEY = Qt.ItemDataRole.UserRole
+
+
+@dataclass
+class ImageContext:
+    """Where an image sits in patient > study > series, as engine.io describes it."""
+
+    # Identifiers stay out of repr: it ends up in logs and test failure output.
+    patient_name: str = field(default="", repr=False)
+    patient_id: str = field(default="", repr=False)
+    birth_date: str = field(default="", repr=False)
+    sex: str = ""
+    study_uid: str = ""
+    study_date: str = ""
+    study_description: str = ""
+    series_uid: str = ""
+    series_number: int | None = None
+    series_description: str = ""
+    modality: str = ""
+
+    @property
+    def patient_key(self) -> tuple[str, str]:
+        return (self.patient_id, self.patient_name)
+
+
+def image_context(image: Any, study: Any = None, series: Any = None) -> ImageContext:
+    """Describe an image from engine.io's Study/Series (grouping it alone when not given)."""
+    if study is None:
+        try:
+            from engine import io
+
+            study = io.group([image])[0]
+            series = study.series[0]
+        except Exception:  # noqa: BLE001 - an image without a study still shows
+            return ImageContext(modality=str(getattr(image, "modality", "") or ""))
+    return ImageContext(
+        patient_name=str(study.patient_name or ""), patient_id=str(study.patient_id or ""),
+        birth_date=str(study.birth_date or ""), sex=str(study.sex or ""),
+        study_uid=str(study.study_uid or "") or f"study:{study.study_description}",
+        study_date=str(study.study_date or ""),
+        study_description=str(study.study_description or ""),
+        series_uid=str(getattr(series, "series_uid", "") or "")
+        or f"series:{getattr(series, 'description', '')}",
+        series_number=getattr(series, "number", None),
+        series_description=str(getattr(series, "description", "") or ""),
+        modality=str(getattr(series, "modality", "") or getattr(image, "modality", "") or ""),
+    )
+
+
+class ScanWorker(QObject):
+    found = Signal(object, object)  # [(image, context)], [problem]
+    progress = Signal(int, int)  # done, total (-1 unknown)
+    scanned = Signal()
+    thumbnail = Signal(int, QImage)  # image index, thumbnail
+    finished = Signal()
+
+    def __init__(self, path: Path, cancel: threading.Event, *, thumbnails: bool = True) -> None:
+        super().__init__()
+        self.path = path
+        self.cancel = cancel
+        self.thumbnails = thumbnails
+        self._images: list[Any] = []
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            self._scan()
+            self.scanned.emit()
+            if self.thumbnails:
+                self._make_thumbnails()
+        finally:
+            self.finished.emit()
+
+    def _scan(self) -> None:
+        from engine import io
+
+        images: list[tuple[Any, ImageContext]] = []
+        problems: list[Any] = []
+        last = time.monotonic()
+        try:
+            for event in io.scan(self.path):
+                if self.cancel.is_set():
+                    return
+                if event.kind == "image" and event.image is not None:
+                    images.append((event.image, image_context(event.image)))
+                    self._images.append(event.image)
+                elif event.kind == "problem" and event.problem is not None:
+                    problems.append(event.problem)
+                elif event.kind == "progress":
+                    self.progress.emit(event.done, -1 if event.total is None else event.total)
+                if (images or problems) and (time.monotonic() - last > BATCH_SECONDS
+                                             or len(self._images) == 1 and images):
+                    self.found.emit(images, problems)
+                    images, problems = [], []
+                    last = time.monotonic()
+        except Exception as exc:  # noqa: BLE001 - a scan that dies becomes one problem row
+            problems.append(_ScanFailure(self.path, f"Scanning stopped: {exc}"))
+        if images or problems:
+            self.found.emit(images, problems)
+
+    def _make_thumbnails(self) -> None:
+        from engine import display
+        from viewer import decoding
+
+        for index, image in enumerate(self._images):
+            if self.cancel.is_set():
+                return
+            try:
+                helper = decoding.needs_helper(image)
+                values = decoding.modality_values(image, lane="thumbs")
+                step = max(1, min(values.shape) // (THUMB * 2))
+                small = values[::step, ::step]
+                frame = display.render(small, window=display.auto_window(small),
+                                       photometric=image.photometric,
+                                       presentation_lut_shape=image.presentation_lut_shape)
+                if not helper and hasattr(image, "release"):
+                    image.release()  # do not hold every decoded image of a large folder
+            except Exception:  # noqa: BLE001, S112 - the problem shows when the image opens
+                continue
+            from viewer.raster import frame_to_qimage
+
+            qimage = frame_to_qimage(frame).scaled(
+                THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation)
+            self.thumbnail.emit(index, qimage)
+
+
+@dataclass(frozen=True)
+class _ScanFailure:
+    path: Path
+    reason: str
+    skipped: bool = False
+
+
+class StudyBrowser(QWidget):
+    """Tree of what was found; emits imageActivated(image, context) when a row is chosen."""
+
+    imageActivated = Signal(object, object)
+    imagesAdded = Signal(int)  # total images so far
+    problemsFound = Signal(object)
+    scanFinished = Signal()
+    scanProgress = Signal(int, int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.tree = QTreeWidget()
+        self.tree.setHeaderHidden(True)
+        self.tree.setColumnCount(1)
+        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.tree.setIconSize(QSize(THUMB, THUMB))
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.itemActivated.connect(self._activated)
+        self.tree.itemClicked.connect(self._activated)
+        self.status = QLabel("")
+        self.status.setObjectName("browserStatus")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.tree)
+        layout.addWidget(self.status)
+        self.images: list[tuple[Any, ImageContext]] = []
+        self.problems: list[Any] = []
+        self._items: list[QTreeWidgetItem] = []
+        self._nodes: dict[tuple, QTreeWidgetItem] = {}
+        self._thread: QThread | None = None
+        self._worker: ScanWorker | None = None
+        self._cancel = threading.Event()
+        self.scanning = False
+        self.root: Path | None = None
+
+    # -- scanning ------------------------------------------------------------------------------
+    def scan(self, path: Path, *, thumbnails: bool = True) -> None:
+        self.stop()
+        self.clear()
+        self.root = path
+        self.scanning = True
+        self.status.setText(f"Scanning {path.name or path} \N{HORIZONTAL ELLIPSIS}")
+        self._cancel = threading.Event()
+        self._thread = QThread()
+        self._thread.setObjectName("scan")
+        self._worker = ScanWorker(path, self._cancel, thumbnails=thumbnails)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.found.connect(self._on_found)
+        self._worker.progress.connect(self._on_progress)
+        self._worker.scanned.connect(self._on_scanned)
+        self._worker.thumbnail.connect(self._on_thumbnail)
+        self._worker.finished.connect(self._thread.quit)
+        self._thread.start()
+
+    def stop(self, wait_ms: int = 10_000) -> None:
+        """Cancel a running scan and wait for its thread (between files, so it is quick)."""
+        self._cancel.set()
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait(wait_ms)
+        self._thread = None
+        self._worker = None
+        self.scanning = False
+
+    def clear(self) -> None:
+        self.tree.clear()
+        self.images.clear()
+        self.problems.clear()
+        self._items.clear()
+        self._nodes.clear()
+
+    @Slot(object, object)
+    def _on_found(self, images: list, problems: list) -> None:
+        first = not self.images
+        for image, context in images:
+            self._add(image, context)
+        if problems:
+            self.problems.extend(problems)
+            self.problemsFound.emit(problems)
+        if images:
+            self.imagesAdded.emit(len(self.images))
+            if first:
+                self.tree.expandAll()
+        self._update_status()
+
+    @Slot(int, int)
+    def _on_progress(self, done: int, total: int) -> None:
+        self.scanProgress.emit(done, total)
+        suffix = f" {done}/{total}" if total > 0 else f" {done}"
+        self.status.setText(f"Scanning\N{HORIZONTAL ELLIPSIS}{suffix} files")
+
+    @Slot()
+    def _on_scanned(self) -> None:
+        self.scanning = False
+        self.tree.expandAll()
+        self._update_status()
+        self.scanFinished.emit()
+
+    @Slot(int, QImage)
+    def _on_thumbnail(self, index: int, qimage: QImage) -> None:
+        if 0 <= index < len(self._items):
+            self._items[index].setIcon(0, QIcon(QPixmap.fromImage(qimage)))
+
+    def _update_status(self) -> None:
+        n = len(self.images)
+        skipped = sum(1 for p in self.problems if getattr(p, "skipped", False))
+        failed = len(self.problems) - skipped
+        text = f"{n} image{'s' * (n != 1)}"
+        if failed:
+            text += f", {failed} file{'s' * (failed != 1)} not opened"
+        if skipped:
+            text += f", {skipped} other file{'s' * (skipped != 1)} skipped"
+        self.status.setText(text + (" \N{HORIZONTAL ELLIPSIS}" if self.scanning else ""))
+
+    # -- tree ----------------------------------------------------------------------------------
+    def _add(self, image: Any, ctx: ImageContext) -> None:
+        patient = self._node(("p", ctx.patient_key), None, _patient_text(ctx))
+        study = self._node(("s", ctx.patient_key, ctx.study_uid), patient, _study_text(ctx))
+        series = self._node(("r", ctx.patient_key, ctx.study_uid, ctx.series_uid), study,
+                            _series_text(ctx))
+        item = QTreeWidgetItem(series, [str(getattr(image, "label", "") or Path(image.path).name)])
+        item.setData(0, ROLE_KEY, len(self.images))
+        item.setToolTip(0, str(Path(image.path).name))
+        self.images.append((image, ctx))
+        self._items.append(item)
+
+    def _node(self, key: tuple, parent: QTreeWidgetItem | None, text: str) -> QTreeWidgetItem:
+        node = self._nodes.get(key)
+        if node is None:
+            node = QTreeWidgetItem([text])
+            node.setFlags(node.flags() & ~Qt.ItemFlag.ItemIsSelectable)
+            if parent is None:
+                self.tree.addTopLevelItem(node)
+            else:
+                parent.addChild(node)
+            node.setExpanded(True)
+            self._nodes[key] = node
+        return node
+
+    def _activated(self, item: QTreeWidgetItem, _column: int = 0) -> None:
+        index = item.data(0, ROLE_KEY)
+        if index is None:
+            return
+        image, ctx = self.images[int(index)]
+        self.imageActivated.emit(image, ctx)
+
+    def select_index(self, index: int) -> None:
+        if 0 <= index < len(self._items):
+            self.tree.setCurrentItem(self._items[index])
+            self._activated(self._items[index])
+
+    def current_index(self) -> int | None:
+        item = self.tree.currentItem()
+        value = item.data(0, ROLE_KEY) if item is not None else None
+        return None if value is None else int(value)
+
+
+def _patient_text(ctx: ImageContext) -> str:
+    name = format_person_name(ctx.patient_name) or "(no name)"
+    return f"{name}  {ctx.patient_id}".strip()
+
+
+def _study_text(ctx: ImageContext) -> str:
+    parts = [format_da(ctx.study_date), ctx.study_description or "(no description)"]
+    return "  ".join(p for p in parts if p)
+
+
+def _series_text(ctx: ImageContext) -> str:
+    number = f"#{ctx.series_number} " if ctx.series_number is not None else ""
+    return f"{ctx.modality} {number}{ctx.series_description}".strip() or "Series"

@@ -1,0 +1,252 @@
+"""Settings, About and keyboard-help dialogs."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer.settings import DEVICES, INTERPOLATIONS, PRECISIONS, SCOPES, THEMES, ViewerSettings
+
+NIH_URL = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
+ATTRIBUTION_HTML = (
+    "<p><b>Data.</b> Models are trained on, and a bundled sample is derived from, the NIH "
+    f"ChestX-ray14 dataset (<a href='{NIH_URL}'>{NIH_URL}</a>): Wang X, Peng Y, Lu L, Lu Z, "
+    "Bagheri M, Summers RM, <i>ChestX-ray8: Hospital-scale Chest X-ray Database and Benchmarks "
+    "on Weakly-Supervised Classification and Localization of Common Thorax Diseases</i>, CVPR "
+    "2017. We thank the NIH Clinical Center for providing the data. The other bundled sample is a "
+    "public pydicom test file (MIT licence).</p>"
+)
+USE_HTML = ("<p><b>Research and education use only.</b> Enhanced images are produced by a "
+            "neural network: they may add or remove detail and are not for primary diagnosis."
+            "</p>")
+
+
+def list_models() -> list[Any]:
+    """Installed models (bundled and user folder); [] when the registry is not usable."""
+    try:
+        from engine.sr import registry
+
+        return list(registry.list_models())
+    except Exception:  # noqa: BLE001 - the dialog still opens with "default" only
+        return []
+
+
+def model_title(info: Any) -> str:
+    card = getattr(info, "card", None)
+    if card is None:
+        return str(getattr(info, "name", info))
+    title = getattr(card, "display_title", "") or card.name
+    return f"{title} ({card.name})" if title != card.name else card.name
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, settings: ViewerSettings, parent: QWidget | None = None,
+                 models: list[Any] | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.settings = settings
+        form = QFormLayout()
+
+        self.model = QComboBox()
+        self.model.addItem("Default model", "")
+        for info in (list_models() if models is None else models):
+            self.model.addItem(model_title(info), str(getattr(info.card, "name", "")))
+        if settings.model and self.model.findData(settings.model) < 0:
+            self.model.addItem(Path(settings.model).name, settings.model)
+        self.model.setCurrentIndex(max(0, self.model.findData(settings.model)))
+        browse = QPushButton("File\N{HORIZONTAL ELLIPSIS}")
+        browse.clicked.connect(self._browse_model)
+        row = QHBoxLayout()
+        row.addWidget(self.model, 1)
+        row.addWidget(browse)
+        form.addRow("Model", row)
+
+        self.device = _combo(DEVICES, settings.device)
+        form.addRow("Device", self.device)
+        self.precision = _combo(PRECISIONS, settings.precision)
+        form.addRow("Precision", self.precision)
+        self.tile = QSpinBox()
+        self.tile.setRange(64, 1024)
+        self.tile.setSingleStep(64)
+        self.tile.setValue(settings.tile)
+        self.tile.setSuffix(" px")
+        self.tile.setToolTip("Input pixels per tile side. Smaller tiles use less memory and "
+                             "show progress sooner; larger tiles are a little faster.")
+        form.addRow("Tile size", self.tile)
+        self.scope = _combo(SCOPES, settings.scope,
+                            labels={"image": "Whole image", "visible": "Visible region"})
+        form.addRow("Enhance", self.scope)
+        self.theme = _combo(THEMES, settings.theme, labels={"dark": "Dark (reading room)",
+                                                            "light": "Light"})
+        form.addRow("Theme", self.theme)
+        self.interpolation = _combo(INTERPOLATIONS, settings.interpolation,
+                                    labels={"smooth": "Smooth (bilinear)",
+                                            "nearest": "Nearest (see pixels)"})
+        form.addRow("Magnified pixels", self.interpolation)
+        self.reverse_width = QCheckBox("Drag left for a wider window")
+        self.reverse_width.setChecked(settings.drag_reverse_width)
+        self.reverse_level = QCheckBox("Drag up for a higher level (darker)")
+        self.reverse_level.setChecked(settings.drag_reverse_level)
+        form.addRow("Window drag", self.reverse_width)
+        form.addRow("", self.reverse_level)
+        self.sensitivity = QDoubleSpinBox()
+        self.sensitivity.setRange(0.1, 10.0)
+        self.sensitivity.setSingleStep(0.1)
+        self.sensitivity.setValue(settings.drag_sensitivity)
+        self.sensitivity.setSuffix(" x")
+        form.addRow("Drag speed", self.sensitivity)
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok |
+                                   QDialogButtonBox.StandardButton.Cancel |
+                                   QDialogButtonBox.StandardButton.RestoreDefaults)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).clicked.connect(
+            self._defaults)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+
+    def _browse_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a model", "",
+            "Models (*.json *.safetensors *.pth *.pt);;All files (*)")
+        if path:
+            self.model.addItem(Path(path).name, path)
+            self.model.setCurrentIndex(self.model.count() - 1)
+
+    def _defaults(self) -> None:
+        d = ViewerSettings()
+        self.model.setCurrentIndex(0)
+        for combo, value in ((self.device, d.device), (self.precision, d.precision),
+                             (self.scope, d.scope), (self.theme, d.theme),
+                             (self.interpolation, d.interpolation)):
+            combo.setCurrentIndex(max(0, combo.findData(value)))
+        self.tile.setValue(d.tile)
+        self.reverse_width.setChecked(d.drag_reverse_width)
+        self.reverse_level.setChecked(d.drag_reverse_level)
+        self.sensitivity.setValue(d.drag_sensitivity)
+
+    def result_settings(self) -> ViewerSettings:
+        s = self.settings
+        return ViewerSettings(
+            model=str(self.model.currentData() or ""), device=self.device.currentData(),
+            precision=self.precision.currentData(), tile=self.tile.value(), overlap=s.overlap,
+            scope=self.scope.currentData(), theme=self.theme.currentData(),
+            interpolation=self.interpolation.currentData(),
+            drag_reverse_width=self.reverse_width.isChecked(),
+            drag_reverse_level=self.reverse_level.isChecked(),
+            drag_sensitivity=self.sensitivity.value(), recent=list(s.recent),
+        ).validated()
+
+
+def _combo(values: tuple[str, ...], current: str, labels: dict[str, str] | None = None) -> QComboBox:
+    combo = QComboBox()
+    for v in values:
+        combo.addItem((labels or {}).get(v, v), v)
+    combo.setCurrentIndex(max(0, combo.findData(current)))
+    return combo
+
+
+def model_card_html(info: Any) -> str:
+    """The model card as HTML (everything escaped: cards are user-supplied files)."""
+    if info is None:
+        return ("<p><b>No model is installed.</b> Put a model (a .safetensors file with its "
+                "JSON card) into the models folder named in Settings, then Enhance.</p>")
+    card = info.card
+    e = html.escape
+    rows = [("Name", card.name), ("Architecture", card.architecture), ("Scale", f"x{card.scale}"),
+            ("Weights", card.weights_file), ("SHA-256", card.sha256[:16] + "\N{HORIZONTAL ELLIPSIS}"
+                                              if card.sha256 else ""),
+            ("Licence", card.licence), ("Intended use", card.intended_use)]
+    training = card.training or {}
+    for key in ("data", "attribution", "degradation", "steps", "compute", "wall_time"):
+        if training.get(key):
+            rows.append((f"Training {key.replace('_', ' ')}", _short(training[key])))
+    for key, value in (card.metrics or {}).items():
+        rows.append((f"Metric {key}", _short(value)))
+    if card.notes:
+        rows.append(("Notes", card.notes))
+    body = "".join(f"<tr><td><b>{e(k)}</b></td><td>{e(str(v))}</td></tr>" for k, v in rows if v)
+    return f"<h3>{e(card.display_title)}</h3><table cellspacing=4>{body}</table>"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_short(v)}" for k, v in value.items() if v not in (None, ""))
+    return str(value)
+
+
+class AboutDialog(QDialog):
+    def __init__(self, model_info: Any, version: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("About CXR Enhance")
+        self.resize(620, 560)
+        text = QTextBrowser()
+        text.setOpenExternalLinks(True)
+        text.setHtml(
+            f"<h2>CXR Enhance {html.escape(version)}</h2>"
+            "<p>A chest X-ray viewer with 4x ESRGAN super-resolution (Enhance).</p>"
+            + USE_HTML + model_card_html(model_info) + ATTRIBUTION_HTML +
+            "<p>ESRGAN: Wang et al., ECCV Workshops 2018. Real-ESRGAN compact network: Wang et "
+            "al., ICCVW 2021.</p>")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(text)
+        layout.addWidget(buttons)
+        self.text = text
+
+
+class HelpDialog(QDialog):
+    """Every shortcut, generated from the actions themselves so it can never go stale."""
+
+    def __init__(self, shortcuts: list[tuple[str, str]], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard and mouse")
+        self.resize(520, 620)
+        mouse = [
+            ("Left drag", "Current tool (window/level by default: \N{LEFT RIGHT ARROW} width, "
+                          "\N{UP DOWN ARROW} level)"),
+            ("Middle drag", "Pan"), ("Right drag", "Zoom"), ("Wheel", "Zoom about the cursor"),
+            ("Drag the amber divider", "Move the split between original and enhanced"),
+        ]
+        rows = shortcuts + mouse
+        table = QTableWidget(len(rows), 2)
+        table.setHorizontalHeaderLabels(["Key", "Action"])
+        table.verticalHeader().setVisible(False)
+        table.horizontalHeader().setStretchLastSection(True)
+        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        for i, (key, what) in enumerate(rows):
+            table.setItem(i, 0, QTableWidgetItem(key))
+            table.setItem(i, 1, QTableWidgetItem(what))
+        table.resizeColumnToContents(0)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Shortcuts follow OHIF / Cornerstone where they overlap."))
+        layout.addWidget(table)
+        layout.addWidget(buttons)
+        self.table = table

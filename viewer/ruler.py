@@ -1,0 +1,61 @@
+"""Length measurements that always say which spacing they used.
+
+A chest radiograph's Pixel Spacing may be calibrated at the patient (PixelSpacing), only at the
+detector (ImagerPixelSpacing, which over-states lengths by the geometric magnification), or absent
+(lengths in pixels). The label names the source so no one mistakes one for another.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from PySide6.QtCore import QLineF, QPointF, Qt
+from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QTransform
+
+from viewer.overlay import overlay_font
+
+RULER_COLOUR = QColor(80, 220, 255)
+
+
+@dataclass
+class Measurement:
+    start: QPointF  # original image pixels (x, y)
+    end: QPointF
+
+
+def ruler_label(start: QPointF, end: QPointF, spacing: tuple[float, float] | None,
+                source: str) -> str:
+    """'87.3 mm (PixelSpacing)', or '412 px (no pixel spacing)'. spacing = (row, column) in mm."""
+    dx, dy = end.x() - start.x(), end.y() - start.y()
+    if spacing is None or source in ("", "none"):
+        return f"{math.hypot(dx, dy):.0f} px (no pixel spacing)"
+    row_mm, col_mm = spacing
+    return f"{math.hypot(dx * col_mm, dy * row_mm):.1f} mm ({source})"
+
+
+def spacing_text(spacing: tuple[float, float] | None, source: str) -> str:
+    if spacing is None or source in ("", "none"):
+        return "no pixel spacing: lengths in pixels"
+    row_mm, col_mm = spacing
+    value = f"{row_mm:.3f}" if math.isclose(row_mm, col_mm) else f"{row_mm:.3f} x {col_mm:.3f}"
+    return f"{value} mm ({source})"
+
+
+def paint_measurement(painter: QPainter, to_widget: QTransform, m: Measurement, label: str) -> None:
+    a, b = to_widget.map(m.start), to_widget.map(m.end)
+    painter.save()
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    painter.setPen(QPen(QColor(0, 0, 0, 180), 3))
+    painter.drawLine(QLineF(a, b))
+    painter.setPen(QPen(RULER_COLOUR, 1.5))
+    painter.drawLine(QLineF(a, b))
+    for p in (a, b):
+        painter.drawEllipse(p, 3, 3)
+    font = overlay_font(12)
+    path = QPainterPath()
+    path.addText(QPointF(b.x() + 8, b.y() - 6), font, label)
+    painter.strokePath(path, QPen(QColor(0, 0, 0, 200), 3, Qt.PenStyle.SolidLine,
+                                  Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin))
+    painter.fillPath(path, RULER_COLOUR)
+    painter.restore()
