@@ -7,7 +7,6 @@ replace the source it was made from: a source file is never modified.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from copy import deepcopy
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pydicom.uid import (
 from pydicom.valuerep import DS
 
 import engine
+from engine.atomic import atomic_write as _atomic_write
 from engine.display.render import shows_inverted
 from engine.io.model import Image
 
@@ -488,21 +488,7 @@ def atomic_write(out_path: str | PathLike[str], write: Callable[[BinaryIO], None
     """Write through a temporary file in the target folder, fsync it, then os.replace it into
     place, so a reader never sees half a file and a failure leaves nothing behind. Refuses a
     target that is (or links to) one of the `protect` paths."""
-    out = _checked_target(out_path, protect)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)  # reopened by name: some writers (tifffile) want a named file object
-    try:
-        with open(temp_name, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, out)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    _fsync_folder(out.parent)
-    return out
+    return _atomic_write(_checked_target(out_path, protect), write)
 
 
 def _checked_target(out_path: str | PathLike[str], protect: Iterable[object]) -> Path:
@@ -522,15 +508,3 @@ def _checked_target(out_path: str | PathLike[str], protect: Iterable[object]) ->
             raise ExportError(f"{out.name} is the source image; choose another file name.")
     return out
 
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # not possible on some platforms (Windows); the file itself is synced
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -51,6 +51,7 @@ class RunConfig:
     repeats: int = 3
     warmup: int = 1
     label: str = ""
+    matmul_size: int = 0  # > 0: time an fp32 matmul just before and after, in the same process
 
 
 # --- networks and measurements (run inside the child) ------------------------------------------
@@ -131,14 +132,18 @@ def run_config(cfg: RunConfig) -> dict[str, Any]:
         if i >= cfg.warmup:
             times.append(elapsed)
     assert result is not None
+    peak_rss, cuda_peak = peak_rss_mb(), _cuda_peak_mb(str(result.device))
+    # Right after (not before: its buffers would count in this configuration's peak memory).
+    matmul = (matmul_gflops(cfg.matmul_size, repeats=5, device=str(result.device))["gflops"]
+              if cfg.matmul_size else None)
     return {
+        "matmul_gflops_after": matmul,
         **asdict(cfg), "model": description, "random_weights": random_weights,
         "tile": cfg.tile, "tiles": tiles[-1] if tiles else 1,
         "resolved_device": str(result.device), "resolved_precision": str(result.precision),
         "output_shape": list(result.image.shape),
         "seconds": times, "seconds_median": statistics.median(times), "seconds_min": min(times),
-        "rss_before_mb": rss_before, "peak_rss_mb": peak_rss_mb(),
-        "cuda_peak_mb": _cuda_peak_mb(str(result.device)),
+        "rss_before_mb": rss_before, "peak_rss_mb": peak_rss, "cuda_peak_mb": cuda_peak,
         "threads": torch.get_num_threads(),
     }
 
@@ -230,12 +235,19 @@ def speed_configs(arch: str, size: int, device: str, repeats: int, tile: int | N
 
 
 def add_rates(run: dict[str, Any], macs_per_pixel: float, scale: int, matmul: float) -> None:
-    """Output megapixels/s and achieved GFLOP/s (useful work: the image, not tile margins)."""
+    """Output megapixels/s and achieved GFLOP/s (useful work: the image, not tile margins).
+
+    The GFLOP/s is compared with the matmul timed right after this configuration, in its process,
+    when there is one (on a shared machine the load changes between configurations), else with
+    `matmul`.
+    """
     seconds = run["seconds_median"]
     out_pixels = (run["size"] * scale) ** 2
     run["output_mpix_per_s"] = out_pixels / seconds / 1e6
     run["gflops"] = 2 * macs_per_pixel * run["size"] ** 2 / seconds / 1e9
-    run["fraction_of_matmul"] = run["gflops"] / matmul if matmul else None
+    reference = run.get("matmul_gflops_after") or matmul
+    run["matmul_reference_gflops"] = reference
+    run["fraction_of_matmul"] = run["gflops"] / reference if reference else None
 
 
 def machine_info(device: str) -> dict[str, Any]:
@@ -283,6 +295,7 @@ def bench_speed(arch: str = "rrdb23", size: int = 128, device: str = "auto", rep
     say(f"fp32 matmul {matmul_size}^2: {matmul_before['gflops']:.1f} GFLOP/s")
     runs = []
     for cfg in speed_configs(arch, size, dev, repeats, tile, overlap):
+        cfg.matmul_size = matmul_size
         say(f"running {cfg.label} ...")
         run = run_in_subprocess(cfg) if isolate else run_config(cfg)
         run["isolated"] = isolate
@@ -344,13 +357,41 @@ def bf16_fidelity(image_path: str | Path, arch: str = "rrdb23", crop: int = 256,
     ref, test = outputs["fp32"], outputs[low]
     diff = np.abs(test - ref)
     identical = not diff.any()
+    # The Enhancer clamps to the input's range: a mostly clamped output (typical of random
+    # weights) makes the PSNR look better than the arithmetic really is.
+    clamped = float(np.mean((ref <= image.min()) | (ref >= image.max())))
     psnr = None if identical else float(peak_signal_noise_ratio(ref, test, data_range=1.0))
+    raw_snr = raw_output_snr(network, image, dev, low)
     return {"kind": "fidelity", "image": str(image_path), "crop": crop, "arch": arch,
             "model": description, "random_weights": random_weights, "precision": low,
-            "psnr_vs_fp32_db": psnr, "identical": identical,
+            "psnr_vs_fp32_db": psnr, "identical": identical, "clamped_fraction": clamped,
+            "raw_output_snr_db": raw_snr,
             "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
             "fp32_output_range": [float(ref.min()), float(ref.max())],
             "fp32_output_std": float(ref.std()), "machine": machine_info(dev)}
+
+
+def raw_output_snr(network: Any, image: np.ndarray, device: str, low: str) -> float | None:
+    """10 log10(var(fp32 output) / MSE(low - fp32)) on the network's own, unclamped output.
+
+    Meaningful even for random weights, whose outputs the Enhancer mostly clamps away.
+    """
+    from engine.sr.device import PRECISIONS, autocast
+
+    if not isinstance(network, torch.nn.Module):
+        from engine.sr.weights import load_model
+
+        network, _card = load_model(network.weights_path, card=network.card)
+    dev = torch.device(device)
+    net = network.eval().to(dev)
+    span = float(image.max() - image.min()) or 1.0
+    x = torch.from_numpy((image - image.min()) / span)[None, None].to(dev)
+    with torch.inference_mode():
+        ref = net(x).double()
+        with autocast(dev, PRECISIONS[low]):
+            test = net(x).double()
+    mse = float(((test - ref) ** 2).mean())
+    return None if mse == 0 else float(10 * np.log10(float(ref.var()) / mse))
 
 
 def center_crop(image: np.ndarray, size: int) -> np.ndarray:
@@ -371,12 +412,13 @@ def format_speed(report: dict[str, Any]) -> str:
         f"fp32 matmul {report['matmul']['n']}^2: {report['matmul']['gflops']:.1f} GFLOP/s before, "
         f"{report['matmul_after']['gflops']:.1f} after",
         f"{'configuration':<24} {'tiles':>5} {'s (median)':>10} {'out MP/s':>9} "
-        f"{'GFLOP/s':>8} {'of matmul':>9} {'peak RSS MB':>11}",
+        f"{'GFLOP/s':>8} {'matmul':>7} {'ratio':>6} {'peak RSS MB':>11}",
     ]
     for r in report["runs"]:
         lines.append(f"{r['label']:<24} {r['tiles']:>5} {r['seconds_median']:>10.3f} "
                      f"{r['output_mpix_per_s']:>9.3f} {r['gflops']:>8.1f} "
-                     f"{100 * r['fraction_of_matmul']:>8.0f}% {r['peak_rss_mb']:>11.0f}")
+                     f"{r['matmul_reference_gflops']:>7.1f} {100 * r['fraction_of_matmul']:>5.0f}% "
+                     f"{r['peak_rss_mb']:>11.0f}")
     for name, value in report["speedups"].items():
         lines.append(f"{name}: {value:.2f}x")
     return "\n".join(lines)
@@ -394,12 +436,18 @@ def format_memory(report: dict[str, Any]) -> str:
 
 
 def format_fidelity(report: dict[str, Any]) -> str:
-    weights = "random weights" if report["random_weights"] else "trained weights"
+    weights = "" if report["random_weights"] else " (trained weights)"
     psnr = report["psnr_vs_fp32_db"]
     psnr_text = "identical outputs" if psnr is None else f"PSNR {psnr:.2f} dB"
-    return (f"{report['precision']} vs fp32, {report['model']} ({weights}), {report['crop']}^2 crop "
+    return (f"{report['precision']} vs fp32, {report['model']}{weights}, {report['crop']}^2 crop "
             f"of {report['image']}: {psnr_text}, max |diff| "
-            f"{report['max_abs_diff']:.4g}, mean |diff| {report['mean_abs_diff']:.3g}")
+            f"{report['max_abs_diff']:.4g}, mean |diff| {report['mean_abs_diff']:.3g}, "
+            f"{100 * report['clamped_fraction']:.0f}% of output pixels clamped; unclamped network "
+            f"output SNR {_db(report['raw_output_snr_db'])}")
+
+
+def _db(value: float | None) -> str:
+    return "infinite (identical)" if value is None else f"{value:.1f} dB"
 
 
 def _child_main(argv: list[str]) -> int:

@@ -1,0 +1,658 @@
+"""`cxr-enhance`: enhance files or folders, list models, measure quality, measure speed.
+
+Exit codes: 0 all succeeded, 1 something failed (each failure reported in one sentence), 2 usage
+error (argparse's own convention), 130 interrupted. Heavy imports (torch, pydicom) happen inside
+the subcommands so that `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+FORMATS = ("dicom", "png", "png16", "tiff")
+EXTENSIONS = {"dicom": ".dcm", "png": ".png", "png16": ".png", "tiff": ".tiff"}
+
+
+class UsageError(Exception):
+    """A bad argument value that argparse could not catch; exit code 2."""
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+class ProgressBar:
+    """Tiles done and ETA: one redrawn line on a terminal, a few plain lines otherwise."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, *, enabled: bool = True,
+                 every_s: float = 5.0) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every_s = every_s
+        self._last_line = -1e9
+        self._drawn = False
+
+    def __call__(self, progress: Any) -> None:
+        if not self.enabled:
+            return
+        done, total = int(progress.done), int(progress.total)
+        eta = getattr(progress, "eta_s", None)
+        if self.tty:
+            self._draw(done, total, eta)
+            return
+        now = time.monotonic()
+        if done == total or now - self._last_line >= self.every_s:
+            self._last_line = now
+            self.stream.write(f"{self.label}: {done}/{total} tiles{_eta_text(eta)}\n")
+            self.stream.flush()
+
+    def _draw(self, done: int, total: int, eta: float | None) -> None:
+        width = 24
+        filled = int(width * done / total) if total else width
+        bar = "#" * filled + "." * (width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{total} tiles{_eta_text(eta)}\x1b[K")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._drawn = False
+
+
+def _eta_text(eta: float | None) -> str:
+    if eta is None or eta != eta or eta < 0:  # None, NaN or unknown
+        return ""
+    minutes, seconds = divmod(int(round(eta)), 60)
+    return f", ETA {minutes}:{seconds:02d}"
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- enhance: planning outputs ------------------------------------------------------------------
+
+@dataclass
+class Job:
+    """One image to enhance and where its result goes."""
+
+    image: Any  # engine.io Image
+    root: Path | None  # the folder argument it was found under, if any
+    fmt: str = ""
+    out_path: Path | None = None
+    value_range: tuple[float, float] | None = None
+
+
+@dataclass
+class Tally:
+    succeeded: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def fail(self, sentence: str) -> None:
+        self.failures.append(sentence)
+        say(f"skipped: {sentence}")
+
+
+def choose_format(image: Any, requested: str | None) -> str:
+    """The output format for one image; raises ValueError with a sentence when impossible."""
+    is_dicom = bool(getattr(image, "is_dicom", False))
+    if requested is None:
+        if is_dicom:
+            return "dicom"
+        return "png16" if _bits(image) > 8 else "png"
+    if requested == "dicom" and not is_dicom:
+        raise ValueError("--format dicom needs a DICOM input; use png, png16 or tiff for it.")
+    return requested
+
+
+def _bits(image: Any) -> int:
+    return int(getattr(image, "bits_stored", 8) or 8)
+
+
+def output_name(image: Any, fmt: str) -> str:
+    stem = Path(str(image.path)).stem
+    if int(getattr(image, "frames", 1) or 1) > 1:
+        stem += f"_f{int(image.frame)}"
+    return f"{stem}_x4{EXTENSIONS[fmt]}"
+
+
+def output_path(job: Job, out_dir: Path) -> Path:
+    """<out>/<path below the folder argument>/<stem>_x4.<ext>; files given directly go flat."""
+    source = Path(str(job.image.path))
+    relative_dir = Path()
+    if job.root is not None:
+        try:
+            relative_dir = source.resolve().parent.relative_to(job.root.resolve())
+        except ValueError:
+            relative_dir = Path()
+    # A ZIP member's path runs through the archive ("a.zip/IMG1"): use "a/" as the folder.
+    parts = [Path(p).stem if p.lower().endswith(".zip") else p for p in relative_dir.parts]
+    return out_dir.joinpath(*parts) / output_name(job.image, job.fmt)
+
+
+def disambiguate(path: Path, source: Path, taken: set[Path]) -> Path:
+    """a.png and a.tif in one folder would both become a_x4.png: name the second a_tif_x4.png."""
+    if path.resolve() not in taken:
+        return path
+    suffix = source.suffix.lstrip(".").lower() or "src"
+    candidate = path.with_name(path.name.replace("_x4", f"_{suffix}_x4", 1))
+    n = 2
+    while candidate.resolve() in taken:
+        candidate = path.with_name(path.name.replace("_x4", f"_{suffix}{n}_x4", 1))
+        n += 1
+    return candidate
+
+
+def value_range_for(image: Any, values: Any) -> tuple[float, float]:
+    """The range PNG/TIFF output maps to full scale: nominal bit depth, or the DICOM's min..max."""
+    if getattr(image, "is_dicom", False):
+        return float(values.min()), float(values.max())
+    return 0.0, float(2 ** (16 if _bits(image) > 8 else 8) - 1)
+
+
+def network_range(image: Any) -> tuple[float, float] | None:
+    """What maps to [0, 1] for the network: 0..255 for 8-bit files, as the models were trained.
+
+    16-bit files and DICOM use the image's own min..max (the Enhancer's default): their
+    nominal range says little (12-bit data in 16-bit PNGs would reach the network very dark).
+    """
+    if getattr(image, "is_dicom", False) or _bits(image) > 8:
+        return None
+    return 0.0, 255.0
+
+
+# --- enhance: running ---------------------------------------------------------------------------
+
+def scan_inputs(inputs: Sequence[str], tally: Tally) -> list[Job]:
+    """Every image under the inputs, read before anything is written (outputs may land there)."""
+    from engine import io as engine_io
+
+    jobs: list[Job] = []
+    for item in inputs:
+        path = Path(item)
+        if not path.exists():
+            tally.fail(f"{item}: no such file or folder.")
+            continue
+        root = path if path.is_dir() else None
+        for event in engine_io.scan(path):
+            if event.kind == "image" and event.image is not None:
+                jobs.append(Job(event.image, root))
+            elif event.kind == "problem" and event.problem is not None:
+                report_problem(event.problem, inside_folder=root is not None, tally=tally)
+    return jobs
+
+
+def report_problem(problem: Any, *, inside_folder: bool, tally: Tally) -> None:
+    """A broken file is a failure; a readable non-image found in a folder is only mentioned."""
+    sentence = f"{problem.path}: {_sentence(problem.reason)}"
+    if inside_folder and getattr(problem, "skipped", False):
+        say(f"ignored: {sentence}")
+    else:
+        tally.fail(sentence)
+
+
+def _sentence(text: str) -> str:
+    text = str(text).strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def plan_outputs(jobs: list[Job], out_dir: Path, requested: str | None, tally: Tally) -> list[Job]:
+    """Give each job a format and a path; drop (and report) jobs that cannot be written."""
+    inputs = {Path(str(p)).resolve() for j in jobs
+              for p in (j.image.path, getattr(j.image, "source_file", None) or j.image.path)}
+    taken: set[Path] = set()
+    planned = []
+    for job in jobs:
+        source = Path(str(job.image.path))
+        try:
+            job.fmt = choose_format(job.image, requested)
+        except ValueError as exc:
+            tally.fail(f"{source}: {exc}")
+            continue
+        path = disambiguate(output_path(job, out_dir), source, taken)
+        if path.resolve() in inputs:
+            tally.fail(f"{source}: the output {path} would overwrite an input; choose another -o.")
+            continue
+        taken.add(path.resolve())
+        job.out_path = path
+        planned.append(job)
+    return planned
+
+
+def enhance_one(job: Job, enhancer: Any, args: argparse.Namespace, label: str) -> Path:
+    """Enhance one image's full-bit-depth values and write them; raises on any failure."""
+    values = job.image.modality_values()
+    bar = ProgressBar(label, enabled=not args.quiet)
+    try:
+        result = enhancer.enhance(values, progress=bar, value_range=network_range(job.image))
+    finally:
+        bar.close()
+    assert job.out_path is not None
+    job.out_path.parent.mkdir(parents=True, exist_ok=True)
+    return write_output(job, values, result, args)
+
+
+def write_output(job: Job, values: Any, result: Any, args: argparse.Namespace) -> Path:
+    from engine.io import export
+
+    assert job.out_path is not None
+    protect = [p for p in (job.image.path, getattr(job.image, "source_file", None)) if p]
+    if job.fmt == "dicom":
+        provenance = export.Provenance.from_result(result)
+        return export.write_derived_dicom(job.image, result.image, job.out_path, provenance,
+                                          anonymise=args.anonymise)
+    value_range = value_range_for(job.image, values)
+    if job.fmt == "tiff":
+        return export.write_tiff16(result.image, job.out_path, value_range=value_range,
+                                   protect=protect)
+    bits = 16 if job.fmt == "png16" else 8
+    return export.write_png(result.image, job.out_path, bits=bits, value_range=value_range,
+                            protect=protect)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "this file could not be done": reported in a sentence, then skipped."""
+    errors: list[type[BaseException]] = [OSError, ValueError, MemoryError]
+    for module, name in (("engine.io", "ReadError"), ("engine.io.export", "ExportError"),
+                         ("engine.sr.enhancer", "EnhanceError"),
+                         ("engine.sr.weights", "WeightsError")):
+        try:
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def load_enhancer(args: argparse.Namespace) -> Any:
+    """The Enhancer for --model (default: the registry's default model)."""
+    from engine.sr import registry
+    from engine.sr.enhancer import Enhancer
+
+    try:
+        info = registry.find_model(args.model) if args.model else registry.default_model()
+    except registry.NoModelInstalled:
+        raise
+    except (LookupError, ValueError) as exc:
+        raise UsageError(_sentence(str(exc))) from None
+    enhancer = Enhancer(info, device=args.device, precision=args.precision, tile=args.tile,
+                        overlap=args.overlap)
+    enhancer.load()  # a damaged model fails here once, not once per file
+    return enhancer
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    from engine.sr import registry
+
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"-o {out_dir} is a file; give a folder for the results.")
+    try:
+        enhancer = load_enhancer(args)
+    except registry.NoModelInstalled as exc:
+        say(_sentence(str(exc)))
+        return EXIT_FAILED
+    except user_errors() as exc:
+        say(_sentence(str(exc)))
+        return EXIT_FAILED
+    tally = Tally()
+    jobs = plan_outputs(scan_inputs(args.inputs, tally), out_dir, args.format, tally)
+    run_jobs(jobs, enhancer, args, tally)
+    return report_tally(tally)
+
+
+def run_jobs(jobs: list[Job], enhancer: Any, args: argparse.Namespace, tally: Tally) -> None:
+    errors = user_errors()
+    total = len(jobs)
+    for index in range(total):
+        job = jobs[index]
+        jobs[index] = None  # type: ignore[call-overload]  # let each image's pixels go when done
+        source = Path(str(job.image.path))
+        label = f"[{index + 1}/{total}] {source.name}"
+        start = time.perf_counter()
+        try:
+            written = enhance_one(job, enhancer, args, label)
+        except errors as exc:
+            tally.fail(f"{source}: {_sentence(str(exc))}")
+            continue
+        except Exception as exc:  # a bug must not end the batch; say so plainly and go on
+            tally.fail(f"{source}: internal error ({type(exc).__name__}: {exc}); please report it.")
+            continue
+        finally:
+            release = getattr(job.image, "release", None)
+            if release is not None:
+                release()
+        tally.succeeded += 1
+        if not args.quiet:
+            say(f"{label} -> {written} ({time.perf_counter() - start:.1f} s)")
+
+
+def report_tally(tally: Tally) -> int:
+    if tally.failures:
+        say(f"{tally.succeeded} enhanced, {len(tally.failures)} failed.")
+        return EXIT_FAILED
+    if tally.succeeded == 0:
+        say("No images found in the inputs.")
+        return EXIT_FAILED
+    say(f"{tally.succeeded} enhanced.")
+    return EXIT_OK
+
+
+# --- models -------------------------------------------------------------------------------------
+
+def model_summary(info: Any, default_name: str | None) -> dict[str, Any]:
+    """A card plus what is counted from the architecture (parameters, MACs per input pixel)."""
+    card = info.card
+    summary = card.to_dict()
+    summary["default"] = card.name == default_name
+    summary["weights_path"] = str(card.weights_path) if card.weights_path else None
+    try:
+        from engine.sr.archs import build_model, macs_per_input_pixel
+
+        net = build_model(card.architecture, card.params)
+        summary["param_count"] = int(sum(p.numel() for p in net.parameters()))
+        summary["macs_per_input_pixel"] = float(macs_per_input_pixel(net))
+    except ValueError as exc:
+        summary["problem"] = _sentence(str(exc))
+    return summary
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from engine.sr import registry
+
+    infos = registry.list_models()
+    if not infos:
+        message = (f"No models installed. Put a <name>.safetensors file and its <name>.json "
+                   f"model card in {registry.install_dir()}.")
+        if args.json:
+            print(json.dumps({"models": [], "message": message}, indent=2))
+        else:
+            print(message)
+        return EXIT_OK
+    try:
+        default_name = registry.default_model().card.name
+    except registry.NoModelInstalled:
+        default_name = None
+    summaries = [model_summary(info, default_name) for info in infos]
+    if args.json:
+        print(json.dumps({"models": summaries}, indent=2, default=str))
+    else:
+        print("\n\n".join(format_model(s) for s in summaries))
+    return EXIT_OK
+
+
+def format_model(s: dict[str, Any]) -> str:
+    marker = " (default)" if s.get("default") else ""
+    params = s.get("param_count")
+    macs = s.get("macs_per_input_pixel")
+    lines = [f"{s['name']}{marker}: {s.get('title') or ''}".rstrip(": "),
+             f"  architecture  {s['architecture']} {json.dumps(s.get('params', {}))}",
+             f"  scale         x{s.get('scale', 4)}",
+             f"  parameters    {params / 1e6:.3f} M" if params else "  parameters    ?",
+             f"  MACs/pixel    {macs / 1e3:.1f} k per input pixel" if macs else "  MACs/pixel    ?",
+             f"  weights       {s.get('weights_path')} (sha256 {str(s.get('sha256') or '?')[:16]})"]
+    lines += [f"  {line}" for line in format_metrics(s.get("metrics") or {})]
+    if s.get("intended_use"):
+        lines.append(f"  intended use  {s['intended_use']}")
+    return "\n".join(lines)
+
+
+def format_metrics(metrics: dict[str, Any]) -> list[str]:
+    """Card metrics, one protocol per line; baselines are whatever the card stores beside them."""
+    if not metrics:
+        return ["metrics       none recorded"]
+    return [f"metrics       {key}: {json.dumps(value, default=str)}"
+            for key, value in metrics.items()]
+
+
+# --- eval ---------------------------------------------------------------------------------------
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from engine import evaluation as ev
+
+    missing = [item for item in args.inputs if not Path(item).exists()]
+    for item in missing:
+        say(f"{item}: no such file or folder.")
+    images = ev.find_images([item for item in args.inputs if item not in missing])
+    if args.limit:
+        images = images[:args.limit]
+    if not images:
+        say("No images (PNG, JPEG, TIFF) found in the inputs.")
+        return EXIT_FAILED
+    methods = ev.baseline_methods() + eval_models(args)
+    root = Path(args.inputs[0]) if len(args.inputs) == 1 and Path(args.inputs[0]).is_dir() else None
+    report: dict[str, Any] = {"software": f"cxr-enhance {__version__}", "inputs": args.inputs,
+                              "protocols": []}
+    problems: dict[str, str] = {}
+    for protocol in args.protocol or list(ev.PROTOCOLS):
+        progress = None if args.quiet else _eval_progress(protocol)
+        result = ev.evaluate(images, protocol, methods, seed=args.seed, root=root,
+                             on_image=progress, on_problem=problems.setdefault)
+        print(ev.format_table(result))
+        print()
+        report["protocols"].append(ev.result_to_json(result))
+    report["skipped"] = problems
+    for name, sentence in problems.items():
+        say(f"skipped: {name} {sentence}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        say(f"per-image results written to {args.json_out}")
+    return EXIT_FAILED if problems or missing else EXIT_OK
+
+
+def _eval_progress(protocol: str) -> Callable[[int, int, str], None]:
+    def on_image(index: int, total: int, name: str) -> None:
+        if index % 10 == 0 or index == total - 1:
+            say(f"{protocol}: image {index + 1}/{total} ({name})")
+    return on_image
+
+
+def eval_models(args: argparse.Namespace) -> list[Any]:
+    """--model (may repeat), or every installed model; none installed means baselines only."""
+    if args.no_models:
+        return []
+    from engine import evaluation as ev
+    from engine.sr import registry
+
+    try:
+        infos = ([registry.find_model(name) for name in args.model] if args.model
+                 else registry.list_models())
+    except registry.NoModelInstalled:
+        infos = []
+    except (LookupError, ValueError) as exc:
+        raise UsageError(_sentence(str(exc))) from None
+    if not infos:
+        say("No models installed: evaluating the bicubic and Lanczos baselines only.")
+    return [ev.model_method(info, device=args.device, precision=args.precision,
+                            tile=args.tile, overlap=args.overlap) for info in infos]
+
+
+# --- bench --------------------------------------------------------------------------------------
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from engine.sr import bench
+
+    if args.display:
+        report, text = run_display_bench(args.size)
+    elif args.memory:
+        report = bench.bench_memory(size=args.size or 2048, arch=args.arch or "compact",
+                                    device=args.device, precision=args.precision,
+                                    tile=args.tile or 256, overlap=args.overlap)
+        text = bench.format_memory(report)
+    elif args.bf16_fidelity:
+        report = bench.bf16_fidelity(args.bf16_fidelity, arch=args.arch or "rrdb23",
+                                     crop=args.crop, device=args.device)
+        text = bench.format_fidelity(report)
+    else:
+        log = None if (args.json and not args.out) or args.quiet else say
+        report = bench.bench_speed(arch=args.arch or "rrdb23", size=args.size or 128,
+                                   device=args.device, repeats=args.repeats, tile=args.tile,
+                                   overlap=args.overlap, matmul_size=args.matmul_size,
+                                   isolate=not args.in_process, log=log)
+        text = bench.format_speed(report)
+    emit_report(report, text, args)
+    return EXIT_OK
+
+
+def run_display_bench(size: int | None = None) -> tuple[dict[str, Any], str]:
+    try:
+        from engine.display.bench import bench_render
+    except ImportError:
+        raise UsageError("This build has no display benchmark (engine.display.bench).") from None
+    result = bench_render(**({"size": size} if size else {}))
+    report = result if isinstance(result, dict) else {"result": result}
+    report = {"kind": "display", **report}
+    return report, json.dumps(report, indent=2, default=str)
+
+
+def emit_report(report: dict[str, Any], text: str, args: argparse.Namespace) -> None:
+    data = json.dumps(report, indent=2, default=str)
+    if args.out:
+        Path(args.out).write_text(data + "\n", encoding="utf-8")
+        say(f"written to {args.out}")
+    if args.json and not args.out:
+        print(data)
+    else:
+        print(text)
+
+
+# --- parser -------------------------------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _add_runtime_options(p: argparse.ArgumentParser, precision_default: str = "auto") -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--precision", default=precision_default, choices=("auto", "fp32", "fp16", "bf16"),
+                   help=f"arithmetic precision (default {precision_default})")
+    p.add_argument("--tile", type=_positive_int, default=256,
+                   help="tile size in input pixels (default 256)")
+    p.add_argument("--overlap", type=_non_negative_int, default=16,
+                   help="tile overlap in input pixels (default 16)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cxr-enhance",
+        description="4x super-resolution of chest X-rays (research and education use only).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _enhance_parser(sub)
+    _models_parser(sub)
+    _eval_parser(sub)
+    _bench_parser(sub)
+    return parser
+
+
+def _enhance_parser(sub: Any) -> None:
+    p = sub.add_parser("enhance", help="enhance image files or folders x4",
+                       description="Enhance PNG (8/16-bit), TIFF, JPEG and DICOM files or folders. "
+                                   "Results are named <stem>_x4.<ext> under -o; inputs are never "
+                                   "overwritten.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders (recursive)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="folder for the results")
+    p.add_argument("--model", help="model name or weights path (default: the default model)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="dicom (DICOM inputs only), png, png16 or tiff; default: dicom for DICOM, "
+                        "png16 for 16-bit images, png otherwise")
+    p.add_argument("--anonymise", "--anonymize", action="store_true",
+                   help="remove patient identity from derived DICOM files")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress, only failures")
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_enhance)
+
+
+def _models_parser(sub: Any) -> None:
+    p = sub.add_parser("models", help="list installed models and their cards")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_models)
+
+
+def _eval_parser(sub: Any) -> None:
+    p = sub.add_parser("eval", help="PSNR/SSIM/MSE against bicubic and Lanczos",
+                       description="Quality per docs/QUALITY_PROTOCOLS.md on a folder of images.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("--protocol", action="append", choices=("x4-native", "seed-128to512"),
+                   help="may repeat (default: both)")
+    p.add_argument("--model", action="append", help="model name or path; may repeat "
+                                                    "(default: every installed model)")
+    p.add_argument("--no-models", action="store_true", help="baselines only")
+    p.add_argument("--limit", type=_positive_int, help="first N images only")
+    p.add_argument("--seed", type=int, default=0, help="noise seed of seed-128to512 (default 0)")
+    p.add_argument("--json-out", metavar="FILE", help="write per-image results as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    _add_runtime_options(p, precision_default="fp32")
+    p.set_defaults(func=cmd_eval)
+
+
+def _bench_parser(sub: Any) -> None:
+    p = sub.add_parser("bench", help="speed and memory of Enhance",
+                       description="Speed (fp32 vs bf16/fp16, tiled vs untiled, next to matmul "
+                                   "GFLOP/s), --memory, --bf16-fidelity or --display.")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--memory", action="store_true",
+                      help="peak memory of one large Enhance (default 2048^2 in, compact net)")
+    mode.add_argument("--bf16-fidelity", metavar="IMAGE",
+                      help="PSNR of the bf16 (fp16 on CUDA) output against fp32 on a crop of IMAGE")
+    mode.add_argument("--display", action="store_true", help="windowing speed of the display")
+    p.add_argument("--arch", help="rrdb23 or compact (random weights) or an installed model name "
+                                  "(default rrdb23; compact for --memory)")
+    p.add_argument("--size", type=_positive_int,
+                   help="input size in pixels (default 128; 2048 for --memory)")
+    p.add_argument("--crop", type=_positive_int, default=256, help="--bf16-fidelity crop size")
+    p.add_argument("--repeats", type=_positive_int, default=3, help="timed runs per configuration")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                   help="precision for --memory (the speed table runs both)")
+    p.add_argument("--tile", type=_positive_int,
+                   help="tile size of the tiled runs (default size/2; 256 for --memory)")
+    p.add_argument("--overlap", type=_non_negative_int, default=16, help="tile overlap")
+    p.add_argument("--matmul-size", type=_positive_int, default=2048,
+                   help="n of the n x n fp32 matmul reference (default 2048)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the speed configurations in this process (quicker; peak memory "
+                        "then mixes configurations)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--out", metavar="FILE", help="write the JSON to FILE")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_bench)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        say(f"cxr-enhance {args.command}: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        say("Interrupted.")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

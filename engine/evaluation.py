@@ -1,0 +1,376 @@
+"""Super-resolution quality: the two x4 protocols of docs/QUALITY_PROTOCOLS.md and their metrics.
+
+numpy, PIL and scikit-image only. torch appears in two places, both imported lazily: the
+seed-128to512 protocol (which is *defined* by `torch.nn.functional.interpolate`) and model
+methods, which run through `engine.sr.enhancer.Enhancer`. Training imports the degradations and
+metrics from here so that training-time validation and `cxr-enhance eval` cannot drift apart.
+
+Protocols (all images grayscale, float32 in [0, 1]):
+- `x4-native`: HR = the 8-bit original / 255; LR = PIL BICUBIC reduction to (w // 4, h // 4) of the
+  8-bit HR (antialiased, kept 8-bit). Baselines upsample LR / 255 with PIL BICUBIC / LANCZOS in
+  mode F, clipped.
+- `seed-128to512`: HR = original resized to 512x512 by torch bicubic (align_corners=False, no
+  antialias), clipped; LR = original resized the same way straight to 128x128, plus Gaussian noise
+  (std 0.005) from a fixed seed, clipped. The baselines upsample that float LR with the *same* PIL
+  float BICUBIC / LANCZOS as x4-native (not torch bicubic), so "bicubic" means one thing in every
+  table. Noise is drawn per image from `numpy.random.default_rng([seed, crc32(image name)])`, so an
+  image's LR does not depend on which other images (or --limit) were in the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+SCALE = 4
+PROTOCOLS = ("x4-native", "seed-128to512")
+SEED_HR_SIZE = 512
+SEED_LR_SIZE = 128
+SEED_NOISE_STD = 0.005
+DEFAULT_SEED = 0
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+Upsampler = Callable[[np.ndarray], np.ndarray]
+PROTOCOL_DEFINITIONS = {
+    "x4-native": "HR = 8-bit original / 255; LR = PIL BICUBIC (antialiased) to (w//4, h//4), "
+                 "kept 8-bit, / 255; baselines PIL BICUBIC/LANCZOS mode F, clipped; SSIM/PSNR "
+                 "skimage defaults, data_range 1.0, whole image.",
+    "seed-128to512": "HR = original -> 512x512, LR = original -> 128x128, both torch bicubic "
+                     "(align_corners=False, no antialias), clipped; LR + N(0, 0.005) noise from "
+                     "default_rng([seed, crc32(name)]), clipped; baselines PIL BICUBIC/LANCZOS "
+                     "mode F on the float LR, clipped.",
+}
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+def to_gray_uint8(image: Image.Image) -> np.ndarray:
+    """A PIL image as 2-D uint8 (mode L). RGBA/RGB/P/LA are converted to L; 16-bit is scaled."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        return np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    if image.mode != "L":
+        image = image.convert("L")
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def load_gray_uint8(path: str | Path) -> np.ndarray:
+    with Image.open(path) as image:
+        image.load()
+        return to_gray_uint8(image)
+
+
+def find_images(inputs: Iterable[str | Path]) -> list[Path]:
+    """Image files named directly or found (recursively) in folders, folders sorted by path."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                            and p.is_file())
+        else:
+            found.append(path)
+    return found
+
+
+# --- degradations and baselines ----------------------------------------------------------------
+
+def degrade_x4_native(hr_uint8: np.ndarray) -> np.ndarray:
+    """x4-native LR: PIL BICUBIC (antialiased) reduction to (w // 4, h // 4), kept 8-bit."""
+    if hr_uint8.dtype != np.uint8 or hr_uint8.ndim != 2:
+        raise ValueError("degrade_x4_native takes a 2-D uint8 image.")
+    h, w = hr_uint8.shape
+    small = Image.fromarray(hr_uint8).resize((w // SCALE, h // SCALE), Image.Resampling.BICUBIC)
+    return np.asarray(small, dtype=np.uint8).copy()
+
+
+def _upsample_pil(lr: np.ndarray, scale: int, method: Image.Resampling, clip: bool) -> np.ndarray:
+    if lr.ndim != 2:
+        raise ValueError("Upsampling takes a 2-D image.")
+    h, w = lr.shape
+    big = Image.fromarray(np.ascontiguousarray(lr, dtype=np.float32)).resize(
+        (w * scale, h * scale), method)
+    out = np.asarray(big, dtype=np.float32)
+    return np.clip(out, 0.0, 1.0) if clip else out.copy()
+
+
+def upsample_bicubic(lr_float: np.ndarray, scale: int = SCALE, *, clip: bool = True) -> np.ndarray:
+    """PIL BICUBIC in mode F (float32), clipped to [0, 1] unless clip=False."""
+    return _upsample_pil(lr_float, scale, Image.Resampling.BICUBIC, clip)
+
+
+def upsample_lanczos(lr_float: np.ndarray, scale: int = SCALE, *, clip: bool = True) -> np.ndarray:
+    """PIL LANCZOS in mode F (float32), clipped to [0, 1] unless clip=False."""
+    return _upsample_pil(lr_float, scale, Image.Resampling.LANCZOS, clip)
+
+
+def x4_native_pair(hr_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, HR) as float32 in [0, 1] under x4-native. HR is cropped to a multiple of 4.
+
+    PIL maps the whole image onto (w // 4, h // 4), so for sizes that are not multiples of 4 the
+    x4 upsample is smaller than the original; the HR is cropped to match (no-op for 1024x1024).
+    """
+    lr = degrade_x4_native(hr_uint8)
+    h, w = lr.shape[0] * SCALE, lr.shape[1] * SCALE
+    hr = hr_uint8[:h, :w].astype(np.float32) / 255.0
+    return lr.astype(np.float32) / 255.0, hr
+
+
+def _torch_bicubic(image: np.ndarray, size: int) -> np.ndarray:
+    import torch  # the protocol is defined by torch's bicubic kernel
+    from torch.nn import functional as F
+
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    out = F.interpolate(tensor, size=(size, size), mode="bicubic", align_corners=False,
+                        antialias=False)
+    return out[0, 0].clamp_(0.0, 1.0).numpy()
+
+
+def seed_128to512_pair(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(LR 128x128, HR 512x512) as float32 in [0, 1] under seed-128to512.
+
+    `image` is the original (uint8, or float in [0, 1]); both sizes come straight from it.
+    """
+    original = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image
+    hr = _torch_bicubic(original, SEED_HR_SIZE)
+    lr = _torch_bicubic(original, SEED_LR_SIZE)
+    noise = rng.normal(0.0, SEED_NOISE_STD, size=lr.shape)
+    lr = np.clip(lr + noise, 0.0, 1.0).astype(np.float32)
+    return lr, hr
+
+
+def image_rng(seed: int, name: str) -> np.random.Generator:
+    """The noise generator for one image: depends on the seed and the image's name only."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+
+
+def make_pair(protocol: str, hr_uint8: np.ndarray, name: str,
+              seed: int = DEFAULT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    if protocol == "x4-native":
+        return x4_native_pair(hr_uint8)
+    if protocol == "seed-128to512":
+        return seed_128to512_pair(hr_uint8, image_rng(seed, name))
+    raise ValueError(f"Unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+def metrics(sr: np.ndarray, hr: np.ndarray) -> dict[str, float]:
+    """PSNR (dB), SSIM and MSE of `sr` against `hr`, both in [0, 1], whole image, no crop."""
+    if sr.shape != hr.shape:
+        raise ValueError(f"Output shape {sr.shape} differs from reference shape {hr.shape}.")
+    sr64 = sr.astype(np.float64)
+    hr64 = hr.astype(np.float64)
+    mse = float(np.mean((sr64 - hr64) ** 2))
+    psnr = math.inf if mse == 0 else float(peak_signal_noise_ratio(hr64, sr64, data_range=1.0))
+    ssim = float(structural_similarity(hr64, sr64, data_range=1.0))
+    return {"psnr": psnr, "ssim": ssim, "mse": mse}
+
+
+# --- methods -----------------------------------------------------------------------------------
+
+@dataclass
+class Method:
+    """Something that turns an LR float image into an x4 float image."""
+
+    name: str
+    kind: str  # "baseline" | "model"
+    run: Upsampler
+    model_file: str | None = None
+    sha256: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def baseline_methods() -> list[Method]:
+    return [Method("bicubic", "baseline", upsample_bicubic,
+                   info={"how": "PIL BICUBIC, mode F, clipped to [0, 1]"}),
+            Method("lanczos", "baseline", upsample_lanczos,
+                   info={"how": "PIL LANCZOS, mode F, clipped to [0, 1]"})]
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_method(model: Any, *, device: str = "auto", precision: str = "auto",
+                 tile: int = 256, overlap: int = 16) -> Method:
+    """A model (registry ModelInfo, name or path) run through the Enhancer: LR in, clipped out.
+
+    `value_range=(0, 1)` makes the Enhancer hand the network the LR itself (the protocol's
+    LR / 255), not the image stretched to its own min..max.
+    """
+    from engine.sr.enhancer import Enhancer  # torch stays out until a model is evaluated
+
+    settings = {"device": device, "precision": precision, "tile": tile, "overlap": overlap}
+    name, path, sha = _model_identity(model)
+    enhancer = Enhancer(model, **settings)
+
+    def run(lr: np.ndarray) -> np.ndarray:
+        out = enhancer.enhance(np.ascontiguousarray(lr, dtype=np.float32),
+                               value_range=(0.0, 1.0)).image
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+    return Method(name, "model", run, model_file=path, sha256=sha, info=settings)
+
+
+def _model_identity(model: Any) -> tuple[str, str | None, str | None]:
+    card = getattr(model, "card", model if hasattr(model, "architecture") else None)
+    if card is not None:
+        weights = getattr(card, "weights_path", None) or getattr(model, "weights_path", None)
+        return card.name, str(weights) if weights else None, getattr(card, "sha256", None) or None
+    path = Path(str(model))
+    if path.is_file():
+        return path.stem, str(path), file_sha256(path)
+    return str(model), None, None
+
+
+# --- running a protocol ------------------------------------------------------------------------
+
+@dataclass
+class ImageScore:
+    image: str
+    psnr: float
+    ssim: float
+    mse: float
+    seconds: float
+
+
+@dataclass
+class MethodResult:
+    method: str
+    kind: str
+    model_file: str | None
+    sha256: str | None
+    settings: dict[str, Any] = field(default_factory=dict)
+    scores: list[ImageScore] = field(default_factory=list)
+
+    def mean(self, key: str) -> float:
+        values = [getattr(s, key) for s in self.scores]
+        return float(np.mean(values)) if values else math.nan
+
+
+@dataclass
+class ProtocolResult:
+    protocol: str
+    seed: int
+    images: list[str]
+    methods: list[MethodResult]
+
+    def by_name(self, name: str) -> MethodResult | None:
+        return next((m for m in self.methods if m.method == name), None)
+
+
+def evaluate(images: Sequence[Path], protocol: str, methods: Sequence[Method], *,
+             seed: int = DEFAULT_SEED, root: Path | None = None,
+             on_image: Callable[[int, int, str], None] | None = None,
+             on_problem: Callable[[str, str], None] | None = None) -> ProtocolResult:
+    """Score every method on every image under one protocol; images are loaded once each.
+
+    An image that cannot be read is left out of every method (so all methods are compared on
+    the same images) and reported to `on_problem(name, sentence)`.
+    """
+    names: list[str] = []
+    results = [MethodResult(m.name, m.kind, m.model_file, m.sha256, dict(m.info))
+               for m in methods]
+    for index, path in enumerate(images):
+        name = _display_name(path, root)
+        if on_image is not None:
+            on_image(index, len(images), name)
+        try:
+            original = load_gray_uint8(path)
+        except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+            if on_problem is None:
+                raise
+            on_problem(name, f"cannot be read as an image ({exc}).")
+            continue
+        names.append(name)
+        lr, hr = make_pair(protocol, original, name, seed)
+        for method, result in zip(methods, results, strict=True):
+            start = time.perf_counter()
+            sr = method.run(lr)
+            seconds = time.perf_counter() - start
+            result.scores.append(ImageScore(name, seconds=seconds, **metrics(sr, hr)))
+    return ProtocolResult(protocol, seed, names, results)
+
+
+def _display_name(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return path.name
+
+
+# --- reporting ---------------------------------------------------------------------------------
+
+def summary_rows(result: ProtocolResult, reference: str = "bicubic") -> list[dict[str, Any]]:
+    """One row per method: means, and against the reference the PSNR gain and SSIM win rate."""
+    ref = result.by_name(reference)
+    rows = []
+    for m in result.methods:
+        row: dict[str, Any] = {"method": m.method, "kind": m.kind, "psnr": m.mean("psnr"),
+                               "ssim": m.mean("ssim"), "mse": m.mean("mse"),
+                               "seconds_per_image": m.mean("seconds"),
+                               "delta_psnr_vs_bicubic": None, "ssim_wins_vs_bicubic_pct": None}
+        if ref is not None and m is not ref and m.scores:
+            row["delta_psnr_vs_bicubic"] = row["psnr"] - ref.mean("psnr")
+            wins = sum(a.ssim > b.ssim for a, b in zip(m.scores, ref.scores, strict=True))
+            row["ssim_wins_vs_bicubic_pct"] = 100.0 * wins / len(m.scores)
+        rows.append(row)
+    return rows
+
+
+def format_table(result: ProtocolResult) -> str:
+    header = (f"{'method':<24} {'PSNR dB':>8} {'SSIM':>7} {'MSE':>9} {'s/image':>8} "
+              f"{'dPSNR':>7} {'SSIM>bic':>8}")
+    lines = [f"protocol {result.protocol} ({len(result.images)} images, seed {result.seed})",
+             header, "-" * len(header)]
+    for row in summary_rows(result):
+        delta = row["delta_psnr_vs_bicubic"]
+        wins = row["ssim_wins_vs_bicubic_pct"]
+        lines.append(
+            f"{row['method']:<24} {row['psnr']:8.3f} {row['ssim']:7.4f} {row['mse']:9.6f} "
+            f"{row['seconds_per_image']:8.3f} "
+            f"{'' if delta is None else f'{delta:+7.3f}':>7} "
+            f"{'' if wins is None else f'{wins:7.1f}%':>8}")
+    return "\n".join(lines)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def result_to_json(result: ProtocolResult) -> dict[str, Any]:
+    """Everything needed to compare two runs image by image."""
+    methods = []
+    for m, row in zip(result.methods, summary_rows(result), strict=True):
+        methods.append({
+            "method": m.method, "kind": m.kind, "model_file": m.model_file, "sha256": m.sha256,
+            "settings": m.settings,
+            "mean": {k: _finite(v) if isinstance(v, float) else v for k, v in row.items()
+                     if k not in ("method", "kind")},
+            "per_image": [{k: _finite(v) if isinstance(v, float) else v
+                           for k, v in asdict(s).items()} for s in m.scores],
+        })
+    return {"protocol": result.protocol, "definition": PROTOCOL_DEFINITIONS[result.protocol],
+            "scale": SCALE, "seed": result.seed,
+            "images": result.images, "methods": methods}

@@ -1,0 +1,122 @@
+"""Quality protocols and metrics (engine.evaluation): small synthetic images, no network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from engine import evaluation as ev
+
+
+def _radiograph_like(size: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    base = 120 + 80 * np.sin(5 * x) * np.cos(3 * y) + rng.normal(0, 6, (size, size))
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def test_degrade_x4_native_is_pil_bicubic_and_stays_8bit() -> None:
+    hr = _radiograph_like(64)
+    lr = ev.degrade_x4_native(hr)
+    expected = np.asarray(Image.fromarray(hr).resize((16, 16), Image.Resampling.BICUBIC))
+    assert lr.dtype == np.uint8 and lr.shape == (16, 16)
+    np.testing.assert_array_equal(lr, expected)
+
+
+def test_upsamplers_are_float_x4_and_clipped() -> None:
+    lr = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
+    for up in (ev.upsample_bicubic, ev.upsample_lanczos):
+        out = up(lr, 4)
+        assert out.shape == (8, 8) and out.dtype == np.float32
+        assert out.min() >= 0.0 and out.max() <= 1.0
+        assert up(lr, 4, clip=False).min() < 0.0  # the kernels overshoot; clipping is ours
+
+
+def test_metrics_match_skimage_and_identity_is_infinite() -> None:
+    rng = np.random.default_rng(1)
+    hr = rng.random((32, 32)).astype(np.float32)
+    sr = np.clip(hr + rng.normal(0, 0.05, hr.shape), 0, 1).astype(np.float32)
+    m = ev.metrics(sr, hr)
+    hr64, sr64 = hr.astype(np.float64), sr.astype(np.float64)
+    assert m["psnr"] == pytest.approx(peak_signal_noise_ratio(hr64, sr64, data_range=1.0))
+    assert m["ssim"] == pytest.approx(structural_similarity(hr64, sr64, data_range=1.0))
+    assert m["mse"] == pytest.approx(np.mean((sr64 - hr64) ** 2))
+    assert ev.metrics(hr, hr)["psnr"] == float("inf")
+    with pytest.raises(ValueError):
+        ev.metrics(hr[:8], hr)
+
+
+def test_seed_pair_sizes_noise_and_determinism() -> None:
+    img = _radiograph_like(256)
+    lr1, hr1 = ev.seed_128to512_pair(img, np.random.default_rng(3))
+    lr2, hr2 = ev.seed_128to512_pair(img, np.random.default_rng(3))
+    assert lr1.shape == (128, 128) and hr1.shape == (512, 512)
+    assert lr1.dtype == hr1.dtype == np.float32
+    np.testing.assert_array_equal(lr1, lr2)
+    np.testing.assert_array_equal(hr1, hr2)
+    assert 0.0 <= lr1.min() and lr1.max() <= 1.0
+    # the noise is the protocol's 0.005 std (measured away from clipping)
+    noiseless = ev._torch_bicubic(img.astype(np.float32) / 255, 128)
+    residual = (lr1 - noiseless)[(noiseless > 0.05) & (noiseless < 0.95)]
+    assert residual.std() == pytest.approx(ev.SEED_NOISE_STD, rel=0.1)
+
+
+def test_image_noise_depends_on_name_not_order() -> None:
+    a = ev.image_rng(0, "a.png").normal(size=4)
+    assert np.array_equal(a, ev.image_rng(0, "a.png").normal(size=4))
+    assert not np.array_equal(a, ev.image_rng(0, "b.png").normal(size=4))
+    assert not np.array_equal(a, ev.image_rng(1, "a.png").normal(size=4))
+
+
+def test_rgba_and_16bit_become_gray_uint8() -> None:
+    rgba = Image.fromarray(np.full((8, 8, 4), 200, dtype=np.uint8), mode="RGBA")
+    assert ev.to_gray_uint8(rgba).dtype == np.uint8
+    assert ev.to_gray_uint8(rgba)[0, 0] == 200
+    sixteen = Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16))
+    assert ev.to_gray_uint8(sixteen)[0, 0] == 255
+
+
+def _write_images(folder: Path, n: int = 2, size: int = 64) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"img{i}.png"
+        Image.fromarray(_radiograph_like(size, seed=i)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_evaluate_x4_native_bicubic_equals_direct_skimage(tmp_path: Path) -> None:
+    paths = _write_images(tmp_path)
+    result = ev.evaluate(paths, "x4-native", ev.baseline_methods(), root=tmp_path)
+    bicubic = result.by_name("bicubic")
+    assert bicubic is not None and result.images == ["img0.png", "img1.png"]
+    for path, score in zip(paths, bicubic.scores, strict=True):
+        hr8 = np.asarray(Image.open(path))
+        lr8 = np.asarray(Image.fromarray(hr8).resize((16, 16), Image.Resampling.BICUBIC))
+        up = Image.fromarray(lr8.astype(np.float32) / 255).resize((64, 64),
+                                                                   Image.Resampling.BICUBIC)
+        sr = np.clip(np.asarray(up), 0, 1).astype(np.float64)
+        hr = hr8.astype(np.float64) / 255
+        assert score.psnr == pytest.approx(peak_signal_noise_ratio(hr, sr, data_range=1.0),
+                                           abs=1e-4)
+        assert score.ssim == pytest.approx(structural_similarity(hr, sr, data_range=1.0),
+                                           abs=1e-5)
+
+
+def test_report_json_and_table(tmp_path: Path) -> None:
+    paths = _write_images(tmp_path)
+    result = ev.evaluate(paths, "seed-128to512", ev.baseline_methods(), root=tmp_path)
+    data = json.loads(json.dumps(ev.result_to_json(result)))
+    assert data["protocol"] == "seed-128to512" and data["images"] == ["img0.png", "img1.png"]
+    lanczos = next(m for m in data["methods"] if m["method"] == "lanczos")
+    assert len(lanczos["per_image"]) == 2
+    assert lanczos["mean"]["delta_psnr_vs_bicubic"] is not None
+    assert 0 <= lanczos["mean"]["ssim_wins_vs_bicubic_pct"] <= 100
+    table = ev.format_table(result)
+    assert "bicubic" in table and "lanczos" in table
