@@ -19,7 +19,6 @@ Protocols (all images grayscale, float32 in [0, 1]):
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import zlib
@@ -31,6 +30,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from engine.fileio import file_sha256
 
 SCALE = 4
 PROTOCOLS = ("x4-native", "seed-128to512")
@@ -200,14 +201,6 @@ def baseline_methods() -> list[Method]:
                    info={"how": "PIL BICUBIC, mode F, clipped to [0, 1]"}),
             Method("lanczos", "baseline", upsample_lanczos,
                    info={"how": "PIL LANCZOS, mode F, clipped to [0, 1]"})]
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def model_method(model: Any, *, device: str = "auto", precision: str = "auto",

@@ -28,8 +28,8 @@ from pydicom.uid import (
 from pydicom.valuerep import DS
 
 import engine
-from engine.atomic import atomic_write as _atomic_write
 from engine.display.render import shows_inverted
+from engine.fileio import atomic_write as _atomic_write
 from engine.io.model import Image
 
 MANUFACTURER = "CXR Enhance"

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import atomic_write
+from engine.fileio import atomic_write
 
 INPUT_CONVENTION = "gray [0,1] float32, 1 channel"
 

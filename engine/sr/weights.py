@@ -11,7 +11,6 @@ Every failure a user can cause becomes a `WeightsError` with one sentence saying
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import pickle
@@ -26,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
-from engine.atomic import atomic_write
+from engine.fileio import atomic_write, file_sha256
 from engine.sr.archs import RRDBNet, SRVGGNetCompact, build_model
 from engine.sr.card import INPUT_CONVENTION, CardError, ModelCard
 
@@ -70,14 +69,6 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             return dict(handle.metadata() or {})
     except (SafetensorError, OSError):
         return {}
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_file(path: Path) -> None:

@@ -7,7 +7,7 @@ import stat
 
 import torch
 
-from engine.atomic import atomic_write
+from engine.fileio import atomic_write
 from engine.sr.archs import SRVGGNetCompact
 from engine.sr.weights import describe_file, load_model
 
