@@ -173,6 +173,14 @@ def network_range(image: Any) -> tuple[float, float] | None:
     return 0.0, 255.0
 
 
+def displays_inverted(image: Any) -> bool:
+    """MONOCHROME1 / INVERSE: high values display dark, so the network must see them flipped."""
+    from engine.display import shows_inverted
+
+    return shows_inverted(getattr(image, "photometric", None),
+                          getattr(image, "presentation_lut_shape", None))
+
+
 # --- enhance: running ---------------------------------------------------------------------------
 
 def scan_inputs(inputs: Sequence[str], tally: Tally) -> list[Job]:
@@ -236,7 +244,8 @@ def enhance_one(job: Job, enhancer: Any, args: argparse.Namespace, label: str) -
     values = job.image.modality_values()
     bar = ProgressBar(label, enabled=not args.quiet)
     try:
-        result = enhancer.enhance(values, progress=bar, value_range=network_range(job.image))
+        result = enhancer.enhance(values, progress=bar, value_range=network_range(job.image),
+                                  inverted=displays_inverted(job.image))
     finally:
         bar.close()
     assert job.out_path is not None

@@ -61,6 +61,12 @@ class ImageDocument(QObject):
         self.difference_span = 1.0  # +- this many modality units span black..white
 
     # -- grey levels ---------------------------------------------------------------------------
+    @property
+    def shows_inverted(self) -> bool:
+        """High values display dark (MONOCHROME1 / INVERSE): Enhance must know (polarity)."""
+        return display.shows_inverted(getattr(self.image, "photometric", "MONOCHROME2"),
+                                      getattr(self.image, "presentation_lut_shape", None))
+
     def render(self, values: np.ndarray) -> np.ndarray:
         return display.render(values, window=self.window,
                               photometric=getattr(self.image, "photometric", "MONOCHROME2"),

@@ -495,7 +495,7 @@ class MainWindow(QMainWindow):
         return EnhanceRequest(values=self.document.values,
                               region=self.enhance_region(scope or s.scope), model=model,
                               device=s.device, precision=s.precision, tile=s.tile,
-                              overlap=s.overlap)
+                              overlap=s.overlap, inverted=self.document.shows_inverted)
 
     def start_enhance(self, scope: str | None = None) -> bool:
         if self.document is None:

@@ -34,6 +34,7 @@ class EnhanceRequest:
     precision: str = "auto"
     tile: int = 256
     overlap: int = 16
+    inverted: bool = False  # MONOCHROME1: the network sees the image as displayed (bone bright)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -143,7 +144,8 @@ class EnhanceWorker(QObject):
                 return
             result = enhancer.enhance(self.request.values, progress=self._on_progress,
                                       cancel=self.cancel_event, on_tile=self._on_tile,
-                                      region=self.request.region)
+                                      region=self.request.region,
+                                      inverted=self.request.inverted)
         except EnhanceCancelled:
             self.cancelled.emit()
         except BaseException as exc:  # noqa: BLE001 - everything becomes one sentence

@@ -166,30 +166,34 @@ class Enhancer:
         on_tile: Callable[[TileResult], None] | None = None,
         region: Box | None = None,
         value_range: tuple[float, float] | None = None,
+        inverted: bool = False,
     ) -> EnhanceResult:
         """Super-resolve `image` (2-D, any value range), or only `region` (y0, x0, y1, x1) of it.
 
         Context around the region is read from the image, so a region comes out the same as the
         matching part of the whole enhanced image. `value_range` (lo, hi) is what maps to [0, 1]
         for the network (default: the image's min and max); e.g. (0, 2**bits - 1) for a PNG, as
-        the model saw in training. The output is clipped to it.
+        the model saw in training. The output is clipped to it. `inverted`: high values display
+        dark (MONOCHROME1 or Presentation LUT INVERSE); the network then sees the image the way it
+        is shown, bone bright, as in training: the wrong polarity costs 0.4-0.8 dB.
         """
         started = time.perf_counter()
         values = _check_image(image)
         box = _check_region(region, values.shape)
         lo, hi = _value_range(values, value_range)
-        span = hi - lo
-        if span > 0:
-            normalised = (values - np.float32(lo)) / np.float32(span)
+        # network value = (value - offset) / span; an inverted image maps hi to 0 and lo to 1.
+        offset, span = (hi, lo - hi) if inverted else (lo, hi - lo)
+        if span != 0:
+            normalised = (values - np.float32(offset)) / np.float32(span)
         else:  # a constant image: any network output maps back to the constant
             normalised = np.zeros_like(values)
         loaded = self._loaded()
-        run = _Run(self, loaded.module, progress, cancel, on_tile, (lo, span), started)
+        run = _Run(self, loaded.module, progress, cancel, on_tile, (offset, span), started)
         with loaded.lock:
             blender = run.execute(normalised, box)
         output = blender.output
         output *= np.float32(span)
-        output += np.float32(lo)
+        output += np.float32(offset)
         return EnhanceResult(
             image=output, scale=run.scale, device=_device_label(self.device),
             precision=self.precision, tile=run.tile, overlap=self.overlap,

@@ -120,6 +120,22 @@ def test_constant_image_stays_constant():
     assert (result.image == np.float32(1234.5)).all() and result.image.shape == (40, 28)
 
 
+def test_inverted_polarity_shows_the_network_the_image_as_displayed():
+    # MONOCHROME1: high values display dark. The network must see the same picture as for the
+    # MONOCHROME2 version of the image, and the result must come back in MONOCHROME1 values.
+    model = tiny_rrdb(residual="bicubic")
+    lo, hi = float(IMAGE.min()), float(IMAGE.max())
+    mono2 = fp32(model).enhance(IMAGE).image
+    mono1 = fp32(model).enhance((lo + hi) - IMAGE, inverted=True)
+    np.testing.assert_allclose(mono1.image, (lo + hi) - mono2, atol=1e-3 * (hi - lo))
+    np.testing.assert_allclose(mono1.value_range, (lo, hi), rtol=1e-5)
+    tiles = []
+    fp32(model).enhance((lo + hi) - IMAGE, inverted=True, on_tile=tiles.append)
+    for tile in tiles:  # progressive painting gets the same values as the final image
+        y0, x0, y1, x1 = tile.box
+        np.testing.assert_allclose(tile.pixels, mono1.image[y0:y1, x0:x1], atol=1e-4 * (hi - lo))
+
+
 def test_output_stays_within_the_input_range():
     result = fp32(tiny_rrdb(residual="bicubic")).enhance(IMAGE)
     assert IMAGE.min() <= result.image.min() and result.image.max() <= IMAGE.max()

@@ -219,3 +219,19 @@ def test_copy_to_clipboard(enhanced: Any) -> None:
     enhanced.copy_image()
     image = QGuiApplication.clipboard().image()
     assert (image.width(), image.height()) == (1024, 1024)
+
+
+def test_enhance_request_carries_the_display_polarity(qtbot: Any, make_window: Any,
+                                                      lowres_folder: Path, tmp_path: Path) -> None:
+    # The networks were trained bone-bright; a MONOCHROME1 film must reach them flipped.
+    window = make_window()
+    open_and_wait(qtbot, window, lowres_folder)
+    assert window.enhance_request().inverted is False  # MONOCHROME2 sample
+    dx = Path(__file__).resolve().parents[2] / "resources" / "samples" / "966_DX_chest_mono1_inverse_j2k.dcm"
+    folder = tmp_path / "dx"
+    folder.mkdir()
+    (folder / dx.name).symlink_to(dx)
+    window.open_path(folder, remember=False, thumbnails=False)
+    qtbot.waitUntil(lambda: window.document is not None and window.document.rows == 2128,
+                    timeout=30_000)
+    assert window.enhance_request().inverted is True  # MONOCHROME1 + INVERSE: once, not twice
