@@ -650,6 +650,9 @@ def _bench_parser(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from engine.io import quiet_nonconformance_warnings
+
+    quiet_nonconformance_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

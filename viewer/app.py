@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     import multiprocessing
 
     multiprocessing.freeze_support()  # the decode helper process in a frozen (PyInstaller) app
+    from engine.io import quiet_nonconformance_warnings
+
+    quiet_nonconformance_warnings()
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--self-test" in argv:  # the packaging check (viewer.selftest), same as the frozen app
         from viewer import selftest

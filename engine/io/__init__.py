@@ -13,3 +13,12 @@ __all__ = [
     "Collection", "Image", "NotAnImage", "Problem", "ReadError", "ScanEvent", "Series", "Study",
     "group", "load", "read_source", "scan",
 ]
+
+
+def quiet_nonconformance_warnings() -> None:
+    """Stop pydicom warning on stderr about non-conforming values it reads (an over-long SH in a
+    vendor's header, say): a reader cannot act on them and they bury real messages. For the
+    applications' entry points; the library itself never changes pydicom's global settings."""
+    from pydicom import config
+
+    config.settings.reading_validation_mode = config.IGNORE
