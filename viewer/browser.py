@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,33 +25,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.context import ImageContext
 from viewer.overlay import format_da, format_person_name
 
 THUMB = 72
 BATCH_SECONDS = 0.1  # hand found images to the UI at most ~10 times a second
 ROLE_KEY = Qt.ItemDataRole.UserRole
-
-
-@dataclass
-class ImageContext:
-    """Where an image sits in patient > study > series, as engine.io describes it."""
-
-    # Identifiers stay out of repr: it ends up in logs and test failure output.
-    patient_name: str = field(default="", repr=False)
-    patient_id: str = field(default="", repr=False)
-    birth_date: str = field(default="", repr=False)
-    sex: str = ""
-    study_uid: str = ""
-    study_date: str = ""
-    study_description: str = ""
-    series_uid: str = ""
-    series_number: int | None = None
-    series_description: str = ""
-    modality: str = ""
-
-    @property
-    def patient_key(self) -> tuple[str, str]:
-        return (self.patient_id, self.patient_name)
 
 
 def image_context(image: Any, study: Any = None, series: Any = None) -> ImageContext:

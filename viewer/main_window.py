@@ -31,9 +31,10 @@ from engine import __version__
 from viewer import decoding, theme
 from viewer import settings as settings_mod
 from viewer.actions import PRESET_KEYS, build_actions, build_menus
-from viewer.browser import ImageContext, StudyBrowser, image_context
+from viewer.browser import StudyBrowser, image_context
 from viewer.canvas import ImageCanvas, Tool
 from viewer.compare import CompareView, difference_image
+from viewer.context import ImageContext
 from viewer.dialogs import AboutDialog, HelpDialog, SettingsDialog
 from viewer.document import ImageDocument, image_windows
 from viewer.enhance_controller import EnhanceController
@@ -397,10 +398,7 @@ class MainWindow(QMainWindow):
         image = doc.image
         showing = self.compare.showing(canvas)
         info = OverlayInfo(
-            patient_name=ctx.patient_name, patient_id=ctx.patient_id, sex=ctx.sex,
-            birth_date=ctx.birth_date, study_description=ctx.study_description,
-            study_date=ctx.study_date, series_description=ctx.series_description,
-            modality=ctx.modality, image_label=str(getattr(image, "label", "")),
+            context=ctx, image_label=str(getattr(image, "label", "")),
             columns=doc.columns, rows=doc.rows,
             spacing=spacing_text(getattr(image, "pixel_spacing", None),
                                  getattr(image, "spacing_source", "none")),

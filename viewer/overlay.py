@@ -12,19 +12,14 @@ from functools import lru_cache
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen
 
+from viewer.context import ImageContext
+
 AI_MARK = "AI-ENHANCED x{scale} \N{EN DASH} not for diagnosis"
 
 
 @dataclass
 class OverlayInfo:
-    patient_name: str = field(default="", repr=False)  # identifiers never in logs
-    patient_id: str = field(default="", repr=False)
-    sex: str = ""
-    birth_date: str = field(default="", repr=False)
-    study_description: str = ""
-    study_date: str = ""
-    series_description: str = ""
-    modality: str = ""
+    context: ImageContext = field(default_factory=ImageContext)  # patient, study, series
     image_label: str = ""
     columns: int = 0
     rows: int = 0
@@ -64,10 +59,11 @@ def format_da(value: str) -> str:
 
 def corner_lines(info: OverlayInfo) -> dict[str, list[str]]:
     """Text for each corner: 'tl', 'tr', 'bl', 'br'. Empty lines are dropped."""
-    sex_dob = " ".join(x for x in (info.sex, format_da(info.birth_date)) if x)
-    tl = [format_person_name(info.patient_name), info.patient_id and f"ID {info.patient_id}", sex_dob]
-    tr = [info.study_description, format_da(info.study_date),
-          " ".join(x for x in (info.modality, info.series_description) if x), info.image_label]
+    ctx = info.context
+    sex_dob = " ".join(x for x in (ctx.sex, format_da(ctx.birth_date)) if x)
+    tl = [format_person_name(ctx.patient_name), ctx.patient_id and f"ID {ctx.patient_id}", sex_dob]
+    tr = [ctx.study_description, format_da(ctx.study_date),
+          " ".join(x for x in (ctx.modality, ctx.series_description) if x), info.image_label]
     size = f"{info.columns} x {info.rows}"
     if info.enhanced_size and info.showing != "original":
         size += f" \N{RIGHTWARDS ARROW} {info.enhanced_size[0]} x {info.enhanced_size[1]} (x{info.scale})"

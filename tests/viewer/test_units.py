@@ -10,6 +10,7 @@ import pytest
 from PySide6.QtCore import QPointF, QSizeF
 
 from viewer import settings
+from viewer.context import ImageContext
 from viewer.overlay import AI_MARK, OverlayInfo, corner_lines, format_person_name
 from viewer.ruler import ruler_label, spacing_text
 from viewer.view import ViewTransform
@@ -94,7 +95,8 @@ def test_rotate_and_flip_are_screen_space(view: ViewTransform) -> None:
 
 
 def test_overlay_lines_and_mark() -> None:
-    info = OverlayInfo(patient_name="Doe^Jane", patient_id="X1", study_date="20240101",
+    info = OverlayInfo(context=ImageContext(patient_name="Doe^Jane", patient_id="X1",
+                                            study_date="20240101"),
                        columns=256, rows=256, window_center=2000, window_width=3600,
                        window_name="STANDARD", spacing="1.600 mm (PixelSpacing)", zoom=2.0,
                        showing="enhanced", enhanced_size=(1024, 1024))
