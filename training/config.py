@@ -18,6 +18,10 @@ class ConfigError(ValueError):
 class ModelConfig:
     arch: str = "SRVGGNetCompact"
     params: dict[str, Any] = field(default_factory=dict)
+    # Start from the upsampled-input residual exactly: the last convolution begins at zero, so step 0
+    # outputs bicubic instead of bicubic plus noise (only with params.upsample_residual; ignored
+    # when init_from loads weights).
+    zero_init_last: bool = False
 
 
 @dataclass
@@ -190,6 +194,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.degradation must be 'bicubic' or 'realistic', not {cfg.data.degradation!r}.")
     if cfg.data.degradation == "realistic" and cfg.data.hr_patch < 32:
         raise ConfigError(f"data.hr_patch ({cfg.data.hr_patch}) must be at least 32 for the realistic degradation, whose blur kernels reach 21 pixels.")
+    if cfg.model.zero_init_last and not cfg.model.params.get("upsample_residual"):
+        raise ConfigError("model.zero_init_last needs model.params.upsample_residual (bicubic or nearest): without it the network would start by outputting zeros.")
     if cfg.steps <= 0 or cfg.data.batch_size <= 0:
         raise ConfigError("steps and data.batch_size must be positive.")
     if cfg.optim.schedule not in ("cosine", "step"):

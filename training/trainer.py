@@ -105,6 +105,15 @@ def git_commit(repo: Path | None = None) -> str:
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def zero_last_conv(model: nn.Module) -> None:
+    """Zero the output convolution so a residual network starts as its upsampled input."""
+    last = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        if last.bias is not None:
+            last.bias.zero_()
+
+
 class Trainer:
     """The PSNR stage; subclasses override `train_step` and add state (see training.gan)."""
 
@@ -127,6 +136,8 @@ class Trainer:
         self.model = build_model(cfg.model.arch, cfg.model.params)
         if cfg.init_from:
             self._init_weights(cfg.init_from)
+        elif cfg.model.zero_init_last:
+            zero_last_conv(self.model)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model.to(self.device, memory_format=self.memory_format)
         self.ema = EMA(self.model, cfg.ema_decay)

@@ -46,6 +46,8 @@ def test_config_round_trips_through_plain_values(tmp_path: Path) -> None:
         ({"stage": "gan", "init_from": "x", "data__hr_patch": 48}, "power of two"),
         ({"stage": "gan", "init_from": "x", "gan__feature_loss": "lpips"}, "feature_loss"),
         ({"data__workers": -1}, "workers"),
+        ({"model__zero_init_last": True, "model__params": {"num_feat": 8, "num_conv": 2, "upsample_residual": None}},
+         "upsample_residual"),
     ],
 )
 def test_bad_values_raise_one_sentence(tmp_path: Path, overrides: dict, words: str) -> None:

@@ -31,6 +31,21 @@ def test_tiny_net_beats_bicubic_on_real_lung_crops(tiny_config: Make) -> None:
     assert result["val_psnr"] > result["bicubic_psnr"] + 0.05, result
 
 
+def test_zero_init_last_starts_exactly_at_bicubic(tiny_config: Make) -> None:
+    import numpy as np
+
+    cfg = tiny_config(model__zero_init_last=True, model__arch="RRDBNet",
+                      model__params={"num_feat": 8, "num_block": 1, "num_grow_ch": 4, "upsample_residual": "bicubic"})
+    trainer = Trainer(cfg)
+    lr = np.random.default_rng(0).random((16, 16), dtype=np.float32)
+    with torch.no_grad():
+        out = trainer.model(torch.from_numpy(lr)[None, None])[0, 0].numpy()
+    # the network's own bicubic (torch, align_corners=False) without clipping: the residual is 0
+    base = torch.nn.functional.interpolate(torch.from_numpy(lr)[None, None], scale_factor=4, mode="bicubic",
+                                           align_corners=False)[0, 0].numpy()
+    assert np.array_equal(out, base)
+
+
 def test_resume_gives_the_same_weights_as_one_run(tiny_config: Make, tmp_path: Path) -> None:
     straight = Trainer(tiny_config(steps=8), tmp_path / "a")
     straight.fit(progress=False)
