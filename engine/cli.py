@@ -284,6 +284,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _use_threads(args: argparse.Namespace) -> None:
+    from engine.sr.device import set_cpu_threads
+
+    set_cpu_threads(getattr(args, "threads", 0))
+
+
 def load_enhancer(args: argparse.Namespace) -> Any:
     """The Enhancer for --model (default: the registry's default model)."""
     from engine.sr import registry
@@ -295,6 +301,7 @@ def load_enhancer(args: argparse.Namespace) -> Any:
         raise
     except (LookupError, ValueError) as exc:
         raise UsageError(_sentence(str(exc))) from None
+    _use_threads(args)
     enhancer = Enhancer(info, device=args.device, precision=args.precision, tile=args.tile,
                         overlap=args.overlap)
     enhancer.load()  # a damaged model fails here once, not once per file
@@ -483,6 +490,8 @@ def eval_models(args: argparse.Namespace) -> list[Any]:
         raise UsageError(_sentence(str(exc))) from None
     if not infos:
         say("No models installed: evaluating the bicubic and Lanczos baselines only.")
+    else:
+        _use_threads(args)
     return [ev.model_method(info, device=args.device, precision=args.precision,
                             tile=args.tile, overlap=args.overlap) for info in infos]
 
@@ -560,6 +569,8 @@ def _add_runtime_options(p: argparse.ArgumentParser, precision_default: str = "a
                    help="tile size in input pixels (default 256)")
     p.add_argument("--overlap", type=_non_negative_int, default=16,
                    help="tile overlap in input pixels (default 16)")
+    p.add_argument("--threads", type=_non_negative_int, default=0,
+                   help="CPU threads for the model (default 0: one per core)")
 
 
 def build_parser() -> argparse.ArgumentParser:

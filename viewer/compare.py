@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
@@ -16,20 +15,6 @@ from viewer.canvas import ImageCanvas
 from viewer.view import ViewTransform
 
 MODES = ("ab", "split", "side", "diff")
-
-
-def difference_image(original_region: np.ndarray, enhanced: np.ndarray, scale: int) -> np.ndarray:
-    """Enhanced minus the bicubic upsample of the same input (modality-value units).
-
-    The bicubic is engine.evaluation.upsample_bicubic (PIL float bicubic), the baseline every
-    quality table in this project compares against, so "what the model added" means the same
-    thing here and there. Heavy for large images: call it off the UI thread.
-    """
-    from engine.evaluation import upsample_bicubic
-
-    base = upsample_bicubic(np.ascontiguousarray(original_region, np.float32), scale, clip=False)
-    h, w = min(base.shape[0], enhanced.shape[0]), min(base.shape[1], enhanced.shape[1])
-    return np.subtract(enhanced[:h, :w], base[:h, :w], dtype=np.float32)
 
 
 class CompareView(QWidget):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,13 @@ class SettingsDialog(QDialog):
         self.tile.setToolTip("Input pixels per tile side. Smaller tiles use less memory and "
                              "show progress sooner; larger tiles are a little faster.")
         form.addRow("Tile size", self.tile)
+        self.threads = QSpinBox()
+        self.threads.setRange(0, max(1, os.cpu_count() or 1))
+        self.threads.setSpecialValueText("All cores")
+        self.threads.setValue(min(settings.threads, self.threads.maximum()))
+        self.threads.setToolTip("CPU threads Enhance may use when it runs on the CPU. Fewer leave "
+                                "the rest of the machine responsive; Enhance then takes longer.")
+        form.addRow("CPU threads", self.threads)
         self.scope = _combo(SCOPES, settings.scope,
                             labels={"image": "Whole image", "visible": "Visible region"})
         form.addRow("Enhance", self.scope)
@@ -143,6 +151,7 @@ class SettingsDialog(QDialog):
                              (self.interpolation, d.interpolation)):
             combo.setCurrentIndex(max(0, combo.findData(value)))
         self.tile.setValue(d.tile)
+        self.threads.setValue(d.threads)
         self.reverse_width.setChecked(d.drag_reverse_width)
         self.reverse_level.setChecked(d.drag_reverse_level)
         self.sensitivity.setValue(d.drag_sensitivity)
@@ -152,6 +161,7 @@ class SettingsDialog(QDialog):
         return ViewerSettings(
             model=str(self.model.currentData() or ""), device=self.device.currentData(),
             precision=self.precision.currentData(), tile=self.tile.value(), overlap=s.overlap,
+            threads=self.threads.value(),
             scope=self.scope.currentData(), theme=self.theme.currentData(),
             interpolation=self.interpolation.currentData(),
             drag_reverse_width=self.reverse_width.isChecked(),

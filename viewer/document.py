@@ -17,18 +17,6 @@ from engine import display
 from viewer.raster import Box, RasterLayer
 
 
-def image_windows(image: Any, values: np.ndarray) -> list[display.Window]:
-    """engine.display.image_windows for values decoded elsewhere (viewer.decoding).
-
-    Same order: the file's windows, its VOI LUTs, Auto, Full range. The engine function calls
-    image.modality_values() itself, which would decode a compressed image a second time on the
-    calling thread; remove this once engine.display.image_windows accepts the values.
-    """
-    windows = list(getattr(image, "windows", []) or [])
-    windows += [display.voi_lut_window(lut) for lut in getattr(image, "voi_luts", []) or []]
-    return windows + [display.auto_window(values), display.full_range_window(values)]
-
-
 @dataclass
 class EnhancedState:
     values: np.ndarray  # float32 output, modality-value range of the input
@@ -49,7 +37,7 @@ class ImageDocument(QObject):
         self.study = study
         self.series = series
         self.values = values
-        self.windows = windows if windows is not None else image_windows(image, values)
+        self.windows = windows if windows is not None else display.image_windows(image, values)
         self.window: display.Window = self.windows[0]
         self.window_index: int | None = 0
         self.invert = False

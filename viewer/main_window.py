@@ -27,16 +27,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import __version__
+from engine import __version__, display
 from viewer import decoding, theme
 from viewer import settings as settings_mod
 from viewer.actions import PRESET_KEYS, build_actions, build_menus
 from viewer.browser import StudyBrowser, image_context
 from viewer.canvas import ImageCanvas, Tool
-from viewer.compare import CompareView, difference_image
+from viewer.compare import CompareView
 from viewer.context import ImageContext
 from viewer.dialogs import AboutDialog, HelpDialog, SettingsDialog
-from viewer.document import ImageDocument, image_windows
+from viewer.document import ImageDocument
 from viewer.enhance_controller import EnhanceController
 from viewer.export import FORMATS, copy_to_clipboard, export_enhanced, kind_for
 from viewer.messagebar import MessageBar
@@ -269,7 +269,7 @@ class MainWindow(QMainWindow):
 
         def load() -> tuple[Any, Any]:
             values = decoding.modality_values(image, lane="view")
-            return values, image_windows(image, values)
+            return values, display.image_windows(image, values)
 
         def done(result: tuple[Any, Any]) -> None:
             if self._loading is not image:
@@ -468,8 +468,12 @@ class MainWindow(QMainWindow):
             self._difference_pending = False
             self.message.show_message(f"The difference image could not be made: {exc}")
 
-        run_in_background(lambda: difference_image(original, state.values, state.scale),
-                          done, failed)
+        def compute() -> Any:
+            from engine.evaluation import difference_from_bicubic  # scikit-image: load on first use
+
+            return difference_from_bicubic(original, state.values, state.scale)
+
+        run_in_background(compute, done, failed)
 
     # ================================================================== enhance
     def enhance_region(self, scope: str) -> tuple[int, int, int, int] | None:
@@ -493,7 +497,8 @@ class MainWindow(QMainWindow):
         return EnhanceRequest(values=self.document.values,
                               region=self.enhance_region(scope or s.scope), model=model,
                               device=s.device, precision=s.precision, tile=s.tile,
-                              overlap=s.overlap, inverted=self.document.shows_inverted)
+                              overlap=s.overlap, threads=s.threads,
+                              inverted=self.document.shows_inverted)
 
     def start_enhance(self, scope: str | None = None) -> bool:
         if self.document is None:

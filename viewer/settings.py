@@ -31,6 +31,7 @@ class ViewerSettings:
     precision: str = "auto"
     tile: int = 256
     overlap: int = 16
+    threads: int = 0  # CPU threads for Enhance on the CPU; 0 = one per core
     scope: str = "image"  # Enhance the whole image or only the visible region
     theme: str = "dark"  # reading room
     interpolation: str = "smooth"
@@ -60,6 +61,8 @@ class ViewerSettings:
             self.tile = default.tile
         if not 0 <= self.overlap < self.tile // 2:
             self.overlap = default.overlap
+        if not 0 <= self.threads <= 1024:
+            self.threads = default.threads
         if not 0.05 <= self.drag_sensitivity <= 20:
             self.drag_sensitivity = default.drag_sensitivity
         return self

@@ -35,6 +35,7 @@ class EnhanceRequest:
     tile: int = 256
     overlap: int = 16
     inverted: bool = False  # MONOCHROME1: the network sees the image as displayed (bone bright)
+    threads: int = 0  # CPU threads for torch (process-wide); 0 = one per core
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -134,8 +135,10 @@ class EnhanceWorker(QObject):
             self.failed.emit(error_message(exc), type(exc).__name__)
             return
         try:
+            from engine.sr.device import set_cpu_threads
             from engine.sr.enhancer import network_scale
 
+            set_cpu_threads(self.request.threads)
             enhancer = get_enhancer(self.request)
             scale = network_scale(enhancer.load())  # load here, off the UI thread
             self.ready.emit(enhancer, scale, self._output_buffer(scale))

@@ -157,11 +157,16 @@ def _quantise(arr: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.
 _renderers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def image_windows(image: Image) -> list[Window]:
+def image_windows(image: Image, values: np.ndarray | None = None) -> list[Window]:
     """The windows a viewer offers, in order: the file's Window Center/Width pairs, its VOI LUT
-    items, then Auto (body histogram) and Full range."""
-    values = image.modality_values()
-    windows = list(image.windows)
+    items, then Auto (body histogram) and Full range.
+
+    `values`: the image's modality values when the caller already has them (decoded in another
+    process, say); None decodes them here with `image.modality_values()`.
+    """
+    if values is None:
+        values = image.modality_values()
+    windows = list(getattr(image, "windows", []) or [])
     windows += [voi_lut_window(lut) for lut in getattr(image, "voi_luts", []) or []]
     windows += [auto_window(values), full_range_window(values)]
     return windows

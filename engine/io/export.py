@@ -75,20 +75,29 @@ class Provenance:
     precision: str
     device: str
     software_version: str = engine.__version__
+    region: tuple[int, int, int, int] | None = None  # (y0, x0, y1, x1) of the source; None = whole
 
     @classmethod
     def from_result(cls, result: object) -> Provenance:
         """From an engine.sr EnhanceResult (read by attribute name; no torch import here)."""
+        region = getattr(result, "region", None)
         return cls(model_name=str(result.model_name), model_sha256=str(result.model_sha256),
                    scale=int(result.scale), tile=int(result.tile), overlap=int(result.overlap),
-                   precision=str(result.precision), device=str(result.device))
+                   precision=str(result.precision), device=str(result.device),
+                   region=None if region is None else tuple(int(v) for v in region))  # type: ignore[arg-type]
 
     def description(self) -> str:
-        """Derivation Description (0008,2111) text: model, weights hash, scale, tile, precision."""
+        """Derivation Description (0008,2111) text: model, weights hash, scale, tile, precision,
+        and for a part of the image the source rows and columns it covers."""
+        part = ""
+        if self.region is not None:
+            y0, x0, y1, x1 = self.region
+            part = (f"Region of the source only: rows {y0}-{y1 - 1}, columns {x0}-{x1 - 1} "
+                    f"(0-based, source pixels). ")
         text = (f"AI super-resolution x{self.scale} by {MANUFACTURER} {self.software_version}: "
                 f"model {self.model_name}, weights sha256 {self.model_sha256}, "
                 f"tile {self.tile} overlap {self.overlap}, precision {self.precision}, "
-                f"device {self.device}. Not for primary diagnosis.")
+                f"device {self.device}. {part}Not for primary diagnosis.")
         return text[:1024]  # ST holds at most 1024 characters
 
 
@@ -210,6 +219,8 @@ def _general_image(ds: Dataset, source: Image, provenance: Provenance, now: date
         reference.ReferencedFrameNumber = source.frame + 1
     reference.PurposeOfReferenceCodeSequence = Sequence(
         [_code("121322", "DCM", "Source image for image processing operation")])
+    # PS3.3 C.7.6.1.1.3: enlarged (and perhaps cropped) pixels do not sit where the source's did
+    reference.SpatialLocationsPreserved = "NO"
     ds.SourceImageSequence = Sequence([reference])
 
 

@@ -10,6 +10,7 @@ is not finite can be recomputed in fp32 without a second copy of the model.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import warnings
 from contextlib import AbstractContextManager
@@ -28,6 +29,26 @@ _DEVICE_SPEC = re.compile(r"(cpu|mps|cuda)(:\d+)?")
 
 class DeviceError(ValueError):
     """A device or precision that cannot be used here; the message is one sentence."""
+
+
+def set_cpu_threads(threads: int | None) -> int:
+    """Use `threads` CPU threads for torch's operators (None or 0: one per core). Returns the
+    number now in use. Process-wide: on a shared or two-core machine fewer threads leave a core
+    to the viewer's UI or to other work, at the cost of Enhance speed on the CPU."""
+    if threads is not None and threads < 0:
+        raise ValueError(f"The number of CPU threads must be 0 (one per core) or more, not {threads}.")
+    cores = _available_cores()
+    wanted = cores if not threads else min(int(threads), cores)
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+    return torch.get_num_threads()
+
+
+def _available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:

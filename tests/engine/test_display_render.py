@@ -113,3 +113,24 @@ def test_rewindowing_2000_squared_is_fast_enough_for_a_live_drag():
     result = bench_render(size=2000, repeats=5)
     assert result["renderer_linear_ms"] < 90
     assert result["renderer_sigmoid_mono1_ms"] < 90
+
+
+def test_image_windows_uses_given_values_without_decoding_again():
+    from engine.display import auto_window, full_range_window, image_windows
+
+    class FakeImage:
+        windows = [Window(40.0, 400.0)]
+        voi_luts: list = []
+        decoded = 0
+
+        def modality_values(self):
+            self.decoded += 1
+            return RAMP
+
+    image = FakeImage()
+    given = image_windows(image, RAMP * 2)
+    assert image.decoded == 0
+    assert given[0] == Window(40.0, 400.0)
+    assert given[-1] == full_range_window(RAMP * 2) and given[-2] == auto_window(RAMP * 2)
+    decoded = image_windows(image)
+    assert image.decoded == 1 and decoded[-1] == full_range_window(RAMP)

@@ -51,6 +51,20 @@ def test_metrics_match_skimage_and_identity_is_infinite() -> None:
         ev.metrics(hr[:8], hr)
 
 
+def test_interior_metrics_leave_out_the_margin() -> None:
+    rng = np.random.default_rng(2)
+    hr = rng.random((64, 64)).astype(np.float32)
+    sr = hr.copy()
+    sr[:ev.INTERIOR_MARGIN] = 0.0  # damage only the top strip
+    inner = ev.interior_metrics(sr, hr)
+    assert inner["psnr_interior"] == float("inf") and inner["ssim_interior"] == pytest.approx(1.0)
+    assert ev.metrics(sr, hr)["psnr"] < 15
+    sr[ev.INTERIOR_MARGIN + 3, 30] += 0.5  # one interior pixel
+    expected = ev.metrics(sr[16:-16, 16:-16], hr[16:-16, 16:-16])
+    assert ev.interior_metrics(sr, hr)["psnr_interior"] == pytest.approx(expected["psnr"])
+    assert np.isnan(ev.interior_metrics(hr[:32, :32], hr[:32, :32])["psnr_interior"])
+
+
 def test_seed_pair_sizes_noise_and_determinism() -> None:
     img = _radiograph_like(256)
     lr1, hr1 = ev.seed_128to512_pair(img, np.random.default_rng(3))
@@ -120,3 +134,16 @@ def test_report_json_and_table(tmp_path: Path) -> None:
     assert 0 <= lanczos["mean"]["ssim_wins_vs_bicubic_pct"] <= 100
     table = ev.format_table(result)
     assert "bicubic" in table and "lanczos" in table
+
+
+def test_difference_from_bicubic_is_what_the_model_added() -> None:
+    rng = np.random.default_rng(5)
+    lr = rng.random((12, 10)).astype(np.float32) * 1000.0  # any units: modality values
+    base = ev.upsample_bicubic(lr, 4, clip=False)
+    added = np.zeros_like(base)
+    added[10:20, 5:9] = 7.0
+    diff = ev.difference_from_bicubic(lr, base + added, 4)
+    assert diff.dtype == np.float32 and diff.shape == (48, 40)
+    np.testing.assert_allclose(diff, added, atol=1e-3)
+    # an output a few pixels short (odd region sizes) gives the common part
+    assert ev.difference_from_bicubic(lr, (base + added)[:46, :39], 4).shape == (46, 39)

@@ -94,6 +94,8 @@ def test_round_trip_tags(source, tmp_path):
     assert reference.ReferencedSOPClassUID == src.SOPClassUID
     assert reference.ReferencedSOPInstanceUID == src.SOPInstanceUID
     assert reference.PurposeOfReferenceCodeSequence[0].CodeValue == "121322"
+    assert reference.SpatialLocationsPreserved == "NO"
+    assert "Region" not in ds.DerivationDescription
     equipment = ds.ContributingEquipmentSequence[-1]
     assert equipment.Manufacturer == "CXR Enhance"
     assert equipment.SoftwareVersions == engine.__version__
@@ -107,6 +109,25 @@ def test_round_trip_tags(source, tmp_path):
                     "AccessionNumber"):
         assert ds[keyword].value == src[keyword].value, keyword
     assert ds.SeriesNumber == 1003 and ds.InstanceNumber == 7
+
+
+def test_a_region_says_which_source_pixels_it_covers(source, tmp_path):
+    import dataclasses
+
+    path, image = source
+    values = image.modality_values()[2:10, 3:9]
+    provenance = dataclasses.replace(PROVENANCE, region=(2, 3, 10, 9))
+    ds = pydicom.dcmread(write_derived_dicom(image, enhance(values), tmp_path / "part.dcm", provenance))
+    assert "Region of the source only: rows 2-9, columns 3-8" in ds.DerivationDescription
+    assert ds.Rows == 32 and ds.Columns == 24
+
+    class Result:  # an EnhanceResult's fields, as Provenance.from_result reads them
+        model_name, model_sha256, scale, tile, overlap, precision, device = "M", "ff", 4, 64, 8, "fp32", "cpu"
+        region = (2, 3, 10, 9)
+
+    assert Provenance.from_result(Result()).region == (2, 3, 10, 9)
+    Result.region = None
+    assert Provenance.from_result(Result()).region is None
 
 
 def test_windows_and_values_keep_their_meaning(source, tmp_path):

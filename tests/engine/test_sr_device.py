@@ -128,3 +128,17 @@ def test_out_of_memory_recognised():
     assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     assert not is_out_of_memory(ValueError("out of memory"))
+
+
+def test_set_cpu_threads_clamps_to_the_cores_and_zero_means_all() -> None:
+    before = torch.get_num_threads()
+    try:
+        cores = dev._available_cores()
+        assert dev.set_cpu_threads(1) == 1 == torch.get_num_threads()
+        assert dev.set_cpu_threads(0) == cores
+        assert dev.set_cpu_threads(None) == cores
+        assert dev.set_cpu_threads(cores + 50) == cores
+        with pytest.raises(ValueError, match="0 \\(one per core\\) or more"):
+            dev.set_cpu_threads(-1)
+    finally:
+        torch.set_num_threads(before)

@@ -19,7 +19,7 @@ from viewer.view import ViewTransform
 def test_settings_round_trip(tmp_path: Path) -> None:
     store = settings.open_store(tmp_path / "s.ini")
     s = settings.ViewerSettings(model="Fast", device="cpu", tile=128, theme="light",
-                                drag_reverse_level=True, drag_sensitivity=2.5)
+                                drag_reverse_level=True, drag_sensitivity=2.5, threads=1)
     s.add_recent(tmp_path / "a")
     s.add_recent(tmp_path / "b")
     s.add_recent(tmp_path / "a")
@@ -34,8 +34,9 @@ def test_settings_bad_values_fall_back_to_defaults(tmp_path: Path) -> None:
     store.setValue("device", "tpu")
     store.setValue("tile", "huge")
     store.setValue("theme", "pink")
+    store.setValue("threads", -3)
     loaded = settings.load(store)
-    assert (loaded.device, loaded.tile, loaded.theme) == ("auto", 256, "dark")
+    assert (loaded.device, loaded.tile, loaded.theme, loaded.threads) == ("auto", 256, "dark", 0)
 
 
 def test_settings_empty_recent_list(tmp_path: Path) -> None:

@@ -32,12 +32,16 @@ def test_settings_dialog_round_trip(qtbot: Any) -> None:
     dialog.precision.setCurrentIndex(dialog.precision.findData("fp32"))
     dialog.scope.setCurrentIndex(dialog.scope.findData("visible"))
     dialog.reverse_level.setChecked(True)
+    dialog.threads.setValue(1)
+    assert dialog.threads.text() != "All cores"
     new = dialog.result_settings()
+    assert new.threads == 1
     assert (new.device, new.tile, new.theme, new.precision, new.scope) == \
         ("cpu", 192, "light", "fp32", "visible")
     assert new.drag_reverse_level and new.model == ""
     dialog._defaults()
-    assert dialog.result_settings().tile == 256
+    assert dialog.result_settings().tile == 256 and dialog.result_settings().threads == 0
+    assert dialog.threads.text() == "All cores"
 
 
 def test_about_shows_model_card_attribution_and_use(qtbot: Any) -> None:
