@@ -57,7 +57,13 @@ def modality_values(image: Any, *, lane: str = "view") -> np.ndarray:
     try:
         future = pool.submit(_decode_in_child, str(source), str(image.path), int(image.frame))
         values = future.result()
-    except (BrokenProcessPool, OSError, RuntimeError):
+    except BrokenProcessPool:
+        # The helper died (a decoder crashed on this file, or it was killed). Start a fresh one
+        # next time and decode here: engine.io runs the decoders that can crash (GDCM) in a
+        # process of its own (engine.io.isolation), so a damaged file becomes one sentence.
+        _discard(lane, pool)
+        return image.modality_values()
+    except (OSError, RuntimeError):
         _give_up()
         return image.modality_values()
     values.flags.writeable = False
@@ -72,12 +78,27 @@ def _pool(lane: str) -> ProcessPoolExecutor | None:
             try:
                 # spawn: forking a process that runs Qt threads is unsafe.
                 context = multiprocessing.get_context("spawn")
-                pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                pool = ProcessPoolExecutor(max_workers=1, mp_context=context,
+                                           initializer=_child_init)
             except (OSError, ValueError, NotImplementedError):
                 _disabled = True
                 return None
             _pools[lane] = pool
         return pool
+
+
+def _child_init() -> None:
+    """In the helper: decode GDCM syntaxes right here, the helper is expendable already."""
+    from engine.io import isolation
+
+    isolation.set_enabled(False)
+
+
+def _discard(lane: str, pool: ProcessPoolExecutor) -> None:
+    with _lock:
+        if _pools.get(lane) is pool:
+            del _pools[lane]
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _give_up() -> None:

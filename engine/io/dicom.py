@@ -29,6 +29,7 @@ from pydicom.uid import (
 from engine.display.lut import Lut, LutError, lut_from_item
 from engine.display.modality import modality_values
 from engine.display.window import FUNCTIONS, Window
+from engine.io import isolation
 from engine.io.errors import ReadError, is_interrupt, short_reason
 from engine.io.jpeg12 import decode_jpeg12, needs_gdcm_jpeg12
 from engine.io.model import Image
@@ -260,19 +261,46 @@ class _PixelSource:
 
 def _decode(ds: Dataset, index: int | None) -> np.ndarray:
     """Stored values of one frame (all frames when index is None), by a decoder that raises on
-    bad data rather than crashing the process (see engine.io.safety)."""
+    bad data rather than crashing the process (see engine.io.safety); what only GDCM decodes runs
+    in a helper process (engine.io.isolation)."""
     syntax = ds.file_meta.TransferSyntaxUID
     if syntax in JPEG_FAMILY:
         check_jpeg_frame(ds, index)  # GDCM must never see a damaged JPEG header
     if needs_gdcm_jpeg12(ds):
-        return decode_jpeg12(ds, index)
+        return isolation.run(decode_jpeg12, _pixel_part(ds), index)
     plugin = polite_plugin(syntax)
-    try:
-        return pixel_array(ds, index=index, decoding_plugin=plugin)
-    except Exception:
-        if not plugin or syntax not in JPEG_FAMILY:
-            raise
-    return pixel_array(ds, index=index)  # a checked JPEG that Pillow refuses: let GDCM try
+    if plugin:
+        try:
+            return pixel_array(ds, index=index, decoding_plugin=plugin)
+        except Exception:
+            if syntax not in JPEG_FAMILY:
+                raise
+    if syntax in JPEG_FAMILY:  # JPEG Lossless, JPEG-LS, or a checked JPEG Pillow refuses: GDCM
+        return isolation.run(_decode_by_pydicom, _pixel_part(ds), index)
+    return pixel_array(ds, index=index)
+
+
+def _decode_by_pydicom(ds: Dataset, index: int | None) -> np.ndarray:
+    """pydicom's own choice of decoder (module level: runs in a helper process)."""
+    return pixel_array(ds, index=index)
+
+
+_PIXEL_KEYWORDS = ("SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration",
+                   "NumberOfFrames", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
+                   "PixelRepresentation", "ExtendedOffsetTable", "ExtendedOffsetTableLengths",
+                   "PixelData")
+
+
+def _pixel_part(ds: Dataset) -> Dataset:
+    """Only what decoding needs: no patient data crosses to the helper, and less to copy."""
+    part = Dataset()
+    part.file_meta = FileMetaDataset()
+    part.file_meta.TransferSyntaxUID = ds.file_meta.TransferSyntaxUID
+    for keyword in _PIXEL_KEYWORDS:
+        element = ds.data_element(keyword) if keyword in ds else None
+        if element is not None:
+            part[element.tag] = element
+    return part
 
 
 def _apply_palette(arr: np.ndarray, ds: Dataset) -> np.ndarray:

@@ -1,0 +1,129 @@
+"""Run crash-prone native decoders in a child process, so a damaged file cannot end ours.
+
+GDCM is the only decoder installed for JPEG Lossless (process 14, SV1), JPEG-LS and 12-bit JPEG
+(engine.io.jpeg12), and the fallback for 8-bit JPEG that Pillow refuses. It is C++ under C: on
+some damaged codestreams it calls std::terminate or reads out of bounds, which kills the process
+instead of raising. engine.io.safety checks the JPEG marker structure first and caught every
+crash found by fuzzing, but a structural check cannot prove the entropy-coded data safe. So these
+decodes run in a small pool of helper processes: a crash there costs that one file (one sentence,
+`DecoderCrashed`) and the pool is started again for the next.
+
+The helpers are started with "spawn" (forking a process with Qt or torch threads is unsafe), on
+first use; the first decode pays about a second for it. `set_enabled(False)` (or the environment
+variable CXR_ENHANCE_DECODE_IN_PROCESS=1) decodes in the calling process, for code that is itself
+already such a helper. If no helper can be started at all (a sandbox that forbids processes), the
+decode runs in-process, as before this module existed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+ENV_IN_PROCESS = "CXR_ENHANCE_DECODE_IN_PROCESS"
+WORKERS = 2
+TIMEOUT_S = 300.0  # a decoder that has not answered by then is treated as hung
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_enabled = os.environ.get(ENV_IN_PROCESS, "") not in ("1", "true", "yes")
+_unavailable = False  # helpers cannot be started here: decode in-process
+
+
+class DecoderCrashed(RuntimeError):
+    """The decoder ended its process (or hung) on this data; the file is probably damaged."""
+
+
+def enabled() -> bool:
+    return _enabled and not _unavailable
+
+
+def set_enabled(value: bool) -> None:
+    """False: decode in the calling process (it is itself an expendable helper)."""
+    global _enabled
+    _enabled = bool(value)
+
+
+def run(func: Callable[..., T], *args: Any, timeout: float = TIMEOUT_S) -> T:
+    """`func(*args)` in a helper process (in-process when isolation is off or unavailable).
+
+    `func` and its arguments must pickle (a module-level function; pydicom Datasets do).
+    Exceptions raised by `func` come back as they are. A helper that dies is replaced and the
+    call tried once more (another call's crash may have taken the pool down); dying again raises
+    DecoderCrashed, as does a call still running after `timeout` seconds.
+    """
+    if not enabled():
+        return func(*args)
+    for attempt in (1, 2):
+        pool = _get_pool()
+        if pool is None:
+            return func(*args)
+        try:
+            future = pool.submit(func, *args)
+        except (BrokenProcessPool, RuntimeError):  # broken or shut down meanwhile
+            _discard(pool)
+            continue
+        try:
+            return future.result(timeout=timeout)
+        except BrokenProcessPool:
+            _discard(pool)
+            if attempt == 2:
+                raise DecoderCrashed("the decoder crashed on this data; the file is probably "
+                                     "damaged") from None
+        except FutureTimeout:
+            _discard(pool, kill=True)
+            raise DecoderCrashed(f"the decoder did not finish within {timeout:.0f} s; the file is "
+                                 f"probably damaged") from None
+    raise DecoderCrashed("the decoder crashed on this data; the file is probably damaged")
+
+
+def _get_pool() -> ProcessPoolExecutor | None:
+    global _pool, _unavailable
+    with _lock:
+        if _pool is None and not _unavailable:
+            try:
+                context = multiprocessing.get_context("spawn")
+                _pool = ProcessPoolExecutor(max_workers=WORKERS, mp_context=context,
+                                            initializer=_child_init)
+            except (OSError, ValueError, NotImplementedError):
+                _unavailable = True
+        return _pool
+
+
+def _child_init() -> None:
+    set_enabled(False)  # a helper decodes itself; it never starts helpers of its own
+
+
+def _discard(pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
+    global _pool
+    with _lock:
+        if _pool is pool:
+            _pool = None
+    if kill:  # a hung decoder never returns: end its process rather than wait for it
+        for process in list(getattr(pool, "_processes", {}).values()):
+            try:
+                process.kill()
+            except (OSError, AttributeError):
+                pass
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def shutdown() -> None:
+    """Stop the helpers (at exit; the next decode starts new ones)."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+atexit.register(shutdown)
