@@ -461,10 +461,54 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report["skipped"] = problems
     for name, sentence in problems.items():
         say(f"skipped: {name} {sentence}")
+    if args.update_card:
+        for card_path in update_cards(report, methods, args):
+            say(f"metrics written to the model card {card_path}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         say(f"per-image results written to {args.json_out}")
     return EXIT_FAILED if problems or missing else EXIT_OK
+
+
+_CARD_KEYS = ("psnr", "ssim", "mse", "psnr_interior", "ssim_interior", "delta_psnr_vs_bicubic",
+              "ssim_wins_vs_bicubic_pct", "delta_psnr_interior_vs_bicubic",
+              "ssim_interior_wins_vs_bicubic_pct")
+
+
+def update_cards(report: dict[str, Any], methods: list[Any], args: argparse.Namespace) -> list[Path]:
+    """Merge each model's means (and the baselines') into its card; other card keys are kept.
+
+    fp32 results go under the protocol's name; another precision under "<protocol>_<precision>".
+    """
+    from engine.sr.card import ModelCard
+
+    written = []
+    for method in methods:
+        card_path = getattr(method, "card_path", None)
+        if method.kind != "model" or card_path is None:
+            continue
+        card = ModelCard.load(card_path)
+        precision = str(method.info.get("resolved_precision") or args.precision)
+        command = " ".join(["cxr-enhance eval", *args.inputs, "--model", card.name,
+                            "--precision", precision, "--update-card"])
+        for protocol in report["protocols"]:
+            means = {m["method"]: m["mean"] for m in protocol["methods"]}
+            if method.name not in means:
+                continue
+
+            def pick(mean: dict[str, Any]) -> dict[str, Any]:
+                return {k: (round(v, 4) if isinstance(v, float) else v)
+                        for k, v in mean.items() if k in _CARD_KEYS and v is not None}
+
+            entry = {"bicubic": pick(means.get("bicubic", {})),
+                     "lanczos": pick(means.get("lanczos", {})),
+                     "model": pick(means[method.name]),
+                     "images": len(protocol["images"]), "measured_with": command}
+            key = protocol["protocol"] if precision == "fp32" else f"{protocol['protocol']}_{precision}"
+            card.metrics[key] = entry
+        card.metrics["interior"] = report["protocols"][0].get("interior", "")
+        written.append(card.save(card_path))
+    return written
 
 
 def _eval_progress(protocol: str) -> Callable[[int, int, str], None]:
@@ -622,6 +666,9 @@ def _eval_parser(sub: Any) -> None:
     p.add_argument("--limit", type=_positive_int, help="first N images only")
     p.add_argument("--seed", type=int, default=0, help="noise seed of seed-128to512 (default 0)")
     p.add_argument("--json-out", metavar="FILE", help="write per-image results as JSON")
+    p.add_argument("--update-card", action="store_true",
+                   help="write the measured means into each evaluated model's card (metrics, "
+                        "per protocol: model, bicubic and Lanczos, whole image and interior)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     _add_runtime_options(p, precision_default="fp32")
     p.set_defaults(func=cmd_eval)

@@ -226,6 +226,7 @@ class Method:
     model_file: str | None = None
     sha256: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    card_path: Path | None = None  # the model's card, when it came from the registry
 
 
 def baseline_methods() -> list[Method]:
@@ -247,13 +248,15 @@ def model_method(model: Any, *, device: str = "auto", precision: str = "auto",
     settings = {"device": device, "precision": precision, "tile": tile, "overlap": overlap}
     name, path, sha = _model_identity(model)
     enhancer = Enhancer(model, **settings)
+    settings["resolved_precision"] = enhancer.precision
 
     def run(lr: np.ndarray) -> np.ndarray:
         out = enhancer.enhance(np.ascontiguousarray(lr, dtype=np.float32),
                                value_range=(0.0, 1.0)).image
         return np.clip(out, 0.0, 1.0).astype(np.float32)
 
-    return Method(name, "model", run, model_file=path, sha256=sha, info=settings)
+    return Method(name, "model", run, model_file=path, sha256=sha, info=settings,
+                  card_path=getattr(model, "card_path", None))
 
 
 def _model_identity(model: Any) -> tuple[str, str | None, str | None]:

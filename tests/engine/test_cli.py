@@ -300,3 +300,32 @@ def test_progress_bar_redraws_on_a_terminal_and_prints_lines_otherwise() -> None
         bar.close()
     assert tty.text.count("\r") >= 5 and "4/4 tiles" in tty.text and "\n" not in tty.text
     assert plain.text.splitlines() == ["a.png: 0/4 tiles", "a.png: 4/4 tiles, ETA 0:00"]
+
+
+def test_eval_update_card_writes_the_means_and_keeps_the_rest(models_dir: Path, tmp_path: Path) -> None:
+    from engine.sr.card import ModelCard
+    from engine.sr.registry import find_model
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    y, x = np.mgrid[0:48, 0:48] / 48
+    Image.fromarray(np.clip(128 + 90 * np.sin(7 * x) * np.cos(5 * y), 0, 255).astype(np.uint8)).save(src / "a.png")
+    card_path = find_model(TINY).card_path
+    card = ModelCard.load(card_path)
+    card.metrics["during_training"] = {"gain_db": 1.0}
+    card.save(card_path)
+    report = tmp_path / "eval.json"
+    assert main(["eval", str(src), "--model", TINY, "--json-out", str(report), "-q", "--device", "cpu",
+                 "--precision", "fp32", "--protocol", "x4-native", "--update-card",
+                 "--tile", "16", "--overlap", "4"]) == 0
+    data = json.loads(report.read_text())["protocols"][0]
+    means = {m["method"]: m["mean"] for m in data["methods"]}
+    metrics = ModelCard.load(card_path).metrics
+    assert metrics["during_training"] == {"gain_db": 1.0}
+    entry = metrics["x4-native"]
+    assert entry["model"]["psnr"] == pytest.approx(means[TINY]["psnr"], abs=1e-4)
+    assert entry["bicubic"]["psnr_interior"] == pytest.approx(means["bicubic"]["psnr_interior"], abs=1e-4)
+    assert entry["model"]["delta_psnr_interior_vs_bicubic"] == pytest.approx(
+        means[TINY]["delta_psnr_interior_vs_bicubic"], abs=1e-4)
+    assert entry["images"] == 1 and "--update-card" in entry["measured_with"]
+    assert "16 HR pixels" in metrics["interior"]
