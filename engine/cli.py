@@ -451,16 +451,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"software": f"cxr-enhance {__version__}", "inputs": args.inputs,
                               "protocols": []}
     problems: dict[str, str] = {}
+    figure = CropCollector(images, root, args) if args.crops else None
     for protocol in args.protocol or list(ev.PROTOCOLS):
         progress = None if args.quiet else _eval_progress(protocol)
+        collect = figure.collect if figure is not None and protocol == "x4-native" else None
         result = ev.evaluate(images, protocol, methods, seed=args.seed, root=root,
-                             on_image=progress, on_problem=problems.setdefault)
+                             on_image=progress, on_problem=problems.setdefault, on_output=collect)
         print(ev.format_table(result))
         print()
         report["protocols"].append(ev.result_to_json(result))
     report["skipped"] = problems
     for name, sentence in problems.items():
         say(f"skipped: {name} {sentence}")
+    if figure is not None:
+        written = figure.write(methods)
+        say(f"crops written to {written}" if written else
+            "no crops written: --crops needs the x4-native protocol")
     if args.update_card:
         for card_path in update_cards(report, methods, args):
             say(f"metrics written to the model card {card_path}")
@@ -468,6 +474,58 @@ def cmd_eval(args: argparse.Namespace) -> int:
         Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         say(f"per-image results written to {args.json_out}")
     return EXIT_FAILED if problems or missing else EXIT_OK
+
+
+class CropCollector:
+    """Keeps a lung crop of every method's output on a few images, for `eval --crops`."""
+
+    def __init__(self, images: list[Path], root: Path | None, args: argparse.Namespace) -> None:
+        import numpy as np
+
+        from engine import evaluation as ev
+
+        count = min(args.crop_images, len(images))
+        picks = np.linspace(0, len(images) - 1, count).round().astype(int) if count else []
+        self.names = [ev._display_name(images[i], root) for i in dict.fromkeys(int(i) for i in picks)]
+        self.size = args.crop_size
+        self.out = Path(args.crops)
+        self.cells: dict[str, dict[str, Any]] = {name: {} for name in self.names}
+
+    def collect(self, name: str, method: str, lr: Any, sr: Any, hr: Any) -> None:
+        from engine import evaluation as ev
+
+        if name not in self.cells:
+            return
+        y0, x0, side = ev.lung_box(hr.shape, self.size, ev.SCALE)
+        box = (slice(y0, y0 + side), slice(x0, x0 + side))
+        cells = self.cells[name]
+        cells.setdefault("LR", lr[y0 // ev.SCALE:(y0 + side) // ev.SCALE, x0 // ev.SCALE:(x0 + side) // ev.SCALE])
+        cells.setdefault("HR", hr[box])
+        cells[method] = sr[box]
+
+    def write(self, methods: list[Any]) -> Path | None:
+        from engine import evaluation as ev
+        from engine.fileio import atomic_write
+
+        order = [m.name for m in methods]
+        rows = []
+        for name in self.names:
+            cells = self.cells[name]
+            if "HR" not in cells:
+                continue
+            row = [("LR (input)", cells["LR"])]
+            for method in order:
+                if method in cells:
+                    psnr = ev.metrics(cells[method], cells["HR"])["psnr"]
+                    row.append((f"{method} {psnr:.2f} dB", cells[method]))
+            row.append(("HR (original)", cells["HR"]))
+            rows.append((name, row))
+        if not rows:
+            return None
+        title = (f"x4-native lung crops ({self.size}px HR), PSNR of each crop; "
+                 f"{', '.join(name for name, _ in rows)}")
+        figure = ev.crop_figure(rows, title=title)
+        return atomic_write(self.out, lambda handle: figure.save(handle, format="PNG"))
 
 
 _CARD_KEYS = ("psnr", "ssim", "mse", "psnr_interior", "ssim_interior", "delta_psnr_vs_bicubic",
@@ -666,6 +724,12 @@ def _eval_parser(sub: Any) -> None:
     p.add_argument("--limit", type=_positive_int, help="first N images only")
     p.add_argument("--seed", type=int, default=0, help="noise seed of seed-128to512 (default 0)")
     p.add_argument("--json-out", metavar="FILE", help="write per-image results as JSON")
+    p.add_argument("--crops", metavar="PNG",
+                   help="also write a figure of lung crops (x4-native): LR | bicubic | each model | HR")
+    p.add_argument("--crop-images", type=_positive_int, default=4,
+                   help="images in the --crops figure, spread over the sorted list (default 4)")
+    p.add_argument("--crop-size", type=_positive_int, default=128,
+                   help="HR pixels per side of each crop (default 128)")
     p.add_argument("--update-card", action="store_true",
                    help="write the measured means into each evaluated model's card (metrics, "
                         "per protocol: model, bicubic and Lanczos, whole image and interior)")

@@ -214,6 +214,47 @@ def interior_metrics(sr: np.ndarray, hr: np.ndarray, margin: int = INTERIOR_MARG
     return {"psnr_interior": found["psnr"], "ssim_interior": found["ssim"]}
 
 
+# --- crops for figures -----------------------------------------------------------------------
+
+# A lung field of a PA chest film: about 42 % down, 28 % across (the patient's right lung).
+LUNG_CENTRE = (0.42, 0.28)
+
+
+def lung_box(shape: tuple[int, ...], size: int, scale: int = SCALE) -> tuple[int, int, int]:
+    """(y0, x0, side) of an HR crop of about `size` pixels around LUNG_CENTRE, on the LR grid
+    (y0, x0 and side are multiples of `scale`, so the LR crop is y0 // scale ...)."""
+    h, w = shape[:2]
+    side = min(size, h, w) // scale * scale
+    y0 = int(np.clip(LUNG_CENTRE[0] * h - side / 2, 0, h - side)) // scale * scale
+    x0 = int(np.clip(LUNG_CENTRE[1] * w - side / 2, 0, w - side)) // scale * scale
+    return y0, x0, side
+
+
+def crop_figure(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], *, title: str = "",
+                tile: int = 192) -> Image.Image:
+    """A grid: one row per image, one column per (label, picture in [0, 1]); each picture is
+    enlarged to `tile` pixels with nearest neighbour (LR pixels stay visible as pixels)."""
+    from PIL import ImageDraw
+
+    gap, header, label_h = 4, 16 if title else 0, 12
+    columns = max((len(cells) for _, cells in rows), default=0)
+    width = columns * tile + (columns - 1) * gap
+    height = header + len(rows) * (label_h + tile + gap)
+    grid = Image.new("L", (max(width, 1), max(height, 1)), 0)
+    draw = ImageDraw.Draw(grid)
+    if title:
+        draw.text((2, 2), title, fill=255)
+    for r, (_name, cells) in enumerate(rows):
+        y = header + r * (label_h + tile + gap)
+        for c, (label, picture) in enumerate(cells):
+            x = c * (tile + gap)
+            pixels = np.clip(np.rint(np.asarray(picture, np.float64) * 255.0), 0, 255).astype(np.uint8)
+            cell = Image.fromarray(pixels).resize((tile, tile), Image.Resampling.NEAREST)
+            grid.paste(cell, (x, y + label_h))
+            draw.text((x + 2, y), label, fill=255)
+    return grid
+
+
 # --- methods -----------------------------------------------------------------------------------
 
 @dataclass
@@ -311,11 +352,14 @@ class ProtocolResult:
 def evaluate(images: Sequence[Path], protocol: str, methods: Sequence[Method], *,
              seed: int = DEFAULT_SEED, root: Path | None = None,
              on_image: Callable[[int, int, str], None] | None = None,
-             on_problem: Callable[[str, str], None] | None = None) -> ProtocolResult:
+             on_problem: Callable[[str, str], None] | None = None,
+             on_output: Callable[[str, str, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+             ) -> ProtocolResult:
     """Score every method on every image under one protocol; images are loaded once each.
 
     An image that cannot be read is left out of every method (so all methods are compared on
-    the same images) and reported to `on_problem(name, sentence)`.
+    the same images) and reported to `on_problem(name, sentence)`. `on_output(image, method, lr,
+    sr, hr)` sees every output (for figures).
     """
     names: list[str] = []
     results = [MethodResult(m.name, m.kind, m.model_file, m.sha256, dict(m.info))
@@ -339,6 +383,8 @@ def evaluate(images: Sequence[Path], protocol: str, methods: Sequence[Method], *
             seconds = time.perf_counter() - start
             result.scores.append(ImageScore(name, seconds=seconds, **metrics(sr, hr),
                                             **interior_metrics(sr, hr)))
+            if on_output is not None:
+                on_output(name, method.name, lr, sr, hr)
     return ProtocolResult(protocol, seed, names, results)
 
 

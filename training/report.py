@@ -13,23 +13,18 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from engine.evaluation import metrics, upsample_bicubic
+from engine.evaluation import lung_box, metrics, upsample_bicubic
 from training.data import Pair
 
 PLOT_NAME = "progress.png"
 GRID_NAME = "val_grid.png"
 GRID_CROP = 128  # HR pixels per side of each crop in the grid
-# A lung field of a PA chest film: about 40 % down, 28 % across (the patient's right lung).
-LUNG_CENTRE = (0.42, 0.28)
 GAP = 4
 
 
 def lung_crop(pair: Pair, scale: int, size: int = GRID_CROP) -> Pair:
     """An aligned HR `size` x `size` crop (and its LR) from a lung region of a chest film."""
-    h, w = pair.hr.shape
-    c = min(size, h, w) // scale * scale
-    y0 = int(np.clip(LUNG_CENTRE[0] * h - c / 2, 0, h - c)) // scale * scale
-    x0 = int(np.clip(LUNG_CENTRE[1] * w - c / 2, 0, w - c)) // scale * scale
+    y0, x0, c = lung_box(pair.hr.shape, size, scale)
     hr = pair.hr[y0 : y0 + c, x0 : x0 + c]
     lr = pair.lr[y0 // scale : (y0 + c) // scale, x0 // scale : (x0 + c) // scale]
     return Pair(hr=np.ascontiguousarray(hr), lr=np.ascontiguousarray(lr), name=pair.name)

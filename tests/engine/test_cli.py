@@ -329,3 +329,23 @@ def test_eval_update_card_writes_the_means_and_keeps_the_rest(models_dir: Path, 
         means[TINY]["delta_psnr_interior_vs_bicubic"], abs=1e-4)
     assert entry["images"] == 1 and "--update-card" in entry["measured_with"]
     assert "16 HR pixels" in metrics["interior"]
+
+
+def test_eval_crops_figure_has_a_column_per_method(models_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "imgs"
+    src.mkdir()
+    y, x = np.mgrid[0:64, 0:64] / 64
+    for i in range(3):
+        Image.fromarray(np.clip(128 + 90 * np.sin(7 * x + i) * np.cos(5 * y), 0, 255).astype(np.uint8)).save(src / f"{i}.png")
+    figure = tmp_path / "crops.png"
+    assert main(["eval", str(src), "--model", TINY, "-q", "--device", "cpu", "--protocol", "x4-native",
+                 "--crops", str(figure), "--crop-images", "2", "--crop-size", "32",
+                 "--tile", "16", "--overlap", "4"]) == 0
+    grid = np.asarray(Image.open(figure))
+    # LR | bicubic | lanczos | model | HR: 5 tiles of 192 px and 4 gaps; 2 rows under a title
+    assert grid.shape == (16 + 2 * (12 + 192 + 4), 5 * 192 + 4 * 4)
+    hr_tile = grid[16 + 12:16 + 12 + 192, 4 * (192 + 4):]
+    hr0 = np.asarray(Image.open(src / "0.png"))
+    y0, x0, side = ev.lung_box(hr0.shape, 32)
+    assert side == 32
+    np.testing.assert_array_equal(hr_tile[::6, ::6], hr0[y0:y0 + 32, x0:x0 + 32])
