@@ -621,8 +621,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                    overlap=args.overlap, matmul_size=args.matmul_size,
                                    isolate=not args.in_process, log=log)
         text = bench.format_speed(report)
+        if args.update_card:
+            card_path = speed_to_card(report, args)
+            say(f"speed written to the model card {card_path}")
     emit_report(report, text, args)
     return EXIT_OK
+
+
+def speed_to_card(report: dict[str, Any], args: argparse.Namespace) -> Path:
+    """The untiled speed per precision, from `bench --arch MODEL`, into that model's card."""
+    from engine.sr import registry
+    from engine.sr.card import ModelCard
+
+    try:
+        info = registry.find_model(report["arch"])
+    except (LookupError, ValueError):
+        raise UsageError(f"--update-card needs --arch to name an installed model, not "
+                         f"{report['arch']!r}.") from None
+    if info.card_path is None:
+        raise UsageError(f"The model {report['arch']!r} has no card file to update.")
+    card = ModelCard.load(info.card_path)
+    machine = report.get("machine", {})
+    size, out = report["size"], report["output_size"]
+    untiled = [r for r in report["runs"] if r.get("tile") is None]
+    command = f"cxr-enhance bench --arch {report['arch']} --size {size} --update-card"
+    card.extra["speed"] = {
+        "measured_with": command + (f" (JSON: {args.out})" if args.out else ""),
+        "device": machine.get("device"), "cpu": machine.get("cpu"), "cpus": machine.get("cpus"),
+        "threads": machine.get("threads"), "torch": machine.get("torch"),
+        f"input_{size}_output_{out}_s": {r["resolved_precision"]: round(r["seconds_median"], 3)
+                                         for r in untiled},
+        "output_megapixels_per_s": {r["resolved_precision"]: round(r["output_mpix_per_s"], 2)
+                                    for r in untiled},
+        "macs_per_input_pixel": report.get("macs_per_input_pixel"),
+        "load_average_start": report.get("load_average_start"),
+    }
+    return card.save(info.card_path)
 
 
 def run_display_bench(size: int | None = None) -> tuple[dict[str, Any], str]:
@@ -767,6 +801,8 @@ def _bench_parser(sub: Any) -> None:
                         "then mixes configurations)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", metavar="FILE", help="write the JSON to FILE")
+    p.add_argument("--update-card", action="store_true",
+                   help="write the speed table into the card of the model named by --arch")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_bench)
 

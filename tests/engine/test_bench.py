@@ -45,6 +45,29 @@ def test_speed_json_has_every_configuration(tiny_model: str, tmp_path: Path) -> 
         report["speedups"])
 
 
+def test_speed_update_card_writes_the_untiled_table(tiny_model: str, tmp_path: Path) -> None:
+    from engine.sr.card import ModelCard
+    from engine.sr.registry import find_model
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--out", str(out), "--arch", tiny_model, "--size", "16", "--repeats", "1",
+                 "--device", "cpu", "--tile", "8", "--overlap", "2", "-q", "--matmul-size", "128",
+                 "--in-process", "--update-card"]) == 0
+    report = json.loads(out.read_text())
+    speed = ModelCard.load(find_model(tiny_model).card_path).extra["speed"]
+    untiled = {r["resolved_precision"]: r for r in report["runs"] if r["tile"] is None}
+    assert set(speed["input_16_output_64_s"]) == set(untiled) == {"fp32", "bf16"}
+    assert speed["input_16_output_64_s"]["fp32"] == round(untiled["fp32"]["seconds_median"], 3)
+    assert speed["macs_per_input_pixel"] == report["macs_per_input_pixel"]
+    assert "--update-card" in speed["measured_with"] and str(out) in speed["measured_with"]
+
+
+def test_update_card_needs_an_installed_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--arch", "compact", "--size", "16", "--repeats", "1", "--device", "cpu",
+                 "-q", "--matmul-size", "128", "--in-process", "--update-card"]) == 2
+    assert "needs --arch to name an installed model" in capsys.readouterr().err
+
+
 def test_memory_json(tiny_model: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--memory", "--json", "--arch", tiny_model, "--size", "16",
                  "--device", "cpu", "--precision", "fp32"]) == 0
