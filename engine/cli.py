@@ -555,7 +555,7 @@ def update_cards(report: dict[str, Any], methods: list[Any], args: argparse.Name
                 continue
 
             def pick(mean: dict[str, Any]) -> dict[str, Any]:
-                return {k: (round(v, 4) if isinstance(v, float) else v)
+                return {k: (round(v, 7 if k == "mse" else 4) if isinstance(v, float) else v)
                         for k, v in mean.items() if k in _CARD_KEYS and v is not None}
 
             entry = {"bicubic": pick(means.get("bicubic", {})),
