@@ -62,6 +62,17 @@ def test_about_shows_model_card_attribution_and_use(qtbot: Any) -> None:
     html = model_card_html(ModelInfo(card, Path("fast.safetensors")))
     assert "Fast &lt;x4&gt;" in html and "0.71" in html and "NIH ChestX-ray14 train" in html
 
+    card.metrics = {"x4-native": {"images": 41, "bicubic": {"psnr": 35.965, "ssim": 0.9628},
+                                  "model": {"psnr": 41.475, "ssim": 0.9742, "delta_psnr_vs_bicubic": 5.51,
+                                            "ssim_wins_vs_bicubic_pct": 100.0,
+                                            "delta_psnr_interior_vs_bicubic": 3.24}},
+                    "interior": "definition text"}
+    html = model_card_html(ModelInfo(card, Path("fast.safetensors")))
+    assert "Quality, x4-native (41 held-out images)" in html
+    assert "model 41.48 dB / SSIM 0.9742, bicubic 35.97 dB / SSIM 0.9628: +5.51 dB" in html
+    assert "SSIM better on 100 % of images; away from the image edges +3.24 dB" in html
+    assert "definition text" not in html
+
 
 def test_help_lists_every_shortcut(qtbot: Any, make_window: Any) -> None:
     window = make_window()
