@@ -138,6 +138,7 @@ class SelfTest:
         self.check_qt()
         self.check_decoders()
         self.check_samples()
+        self.check_decode_helper()
         self.check_transfer_syntaxes()
         self.check_torch()
         self.check_models()
@@ -233,6 +234,21 @@ class SelfTest:
         for image in images:
             with self.check(f"sample {Path(image.path).name}") as out:
                 out["text"] = _decode(image)
+
+    def check_decode_helper(self) -> None:
+        """GDCM decodes run in spawned helper processes (engine.io.isolation): they must start
+        from this program too (frozen: freeze_support in the entry script)."""
+        with self.check("decode helper") as out:
+            import os
+
+            from engine.io import isolation
+
+            if not isolation.enabled():
+                raise _Failed("decoding in helper processes is switched off or cannot start here")
+            pid = isolation.run(os.getpid, timeout=60.0)
+            if pid == os.getpid():
+                raise _Failed("the helper ran in this process")
+            out["text"] = f"helper process {pid} answers (GDCM decodes run there)"
 
     def check_transfer_syntaxes(self) -> None:
         from engine import io
