@@ -47,6 +47,8 @@ from viewer.tasks import run_in_background, wait_for_background
 from viewer.view import ViewTransform
 from viewer.worker import EnhanceRequest
 
+SLOW_HINT_S = 90.0  # an Enhance expected to run longer than this suggests the quicker ways
+
 
 class MainWindow(QMainWindow):
     documentLoaded = Signal(object)  # ImageDocument
@@ -519,6 +521,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_enhance_started(self) -> None:
+        self._slow_hint_shown = False
         self.progress.setRange(0, 0)  # busy until the model has loaded
         self.progress.show()
         self.cancel_button.show()
@@ -534,6 +537,13 @@ class MainWindow(QMainWindow):
         self.progress.setFormat("Enhance %v/%m tiles")
         left = f", about {_duration(eta)} left" if eta >= 0 and done < total else ""
         self.eta.setText(f"{_duration(elapsed)} elapsed{left}")
+        if eta > SLOW_HINT_S and done < total and not getattr(self, "_slow_hint_shown", False):
+            self._slow_hint_shown = True  # once per run: a hint, not a nag
+            self.message.show_message(
+                f"Enhance needs about {_duration(eta)} more on this machine. Press Escape to "
+                "cancel, then Shift+E enhances only the visible region, or choose the Fast model "
+                "in Settings (about 20x quicker).", level="info",
+                action="Settings\N{HORIZONTAL ELLIPSIS}", callback=self.settings_dialog)
 
     @Slot(object)
     def _on_tile_pasted(self, box: Any) -> None:

@@ -235,3 +235,19 @@ def test_enhance_request_carries_the_display_polarity(qtbot: Any, make_window: A
     qtbot.waitUntil(lambda: window.document is not None and window.document.rows == 2128,
                     timeout=30_000)
     assert window.enhance_request().inverted is True  # MONOCHROME1 + INVERSE: once, not twice
+
+
+def test_a_long_enhance_suggests_the_quicker_ways_once(qtbot: Any, make_window: Any,
+                                                      lowres_folder: Path) -> None:
+    window = make_window()
+    open_and_wait(qtbot, window, lowres_folder)
+    window._on_enhance_started()
+    window._on_enhance_progress(1, 40, 5.0, 30.0)
+    assert window.message.isHidden()  # half a minute: no hint
+    window._on_enhance_progress(2, 40, 10.0, 600.0)
+    assert not window.message.isHidden() and window.message.level == "info"
+    assert "visible region" in window.message.text() and "Fast model" in window.message.text()
+    window.message.hide()
+    window._on_enhance_progress(3, 40, 15.0, 590.0)
+    assert window.message.isHidden()  # once per run
+    window._on_enhance_ended("finished")
