@@ -167,7 +167,7 @@ def test_whole_run_reports_one_line_per_check_and_exit_status(qapp, lowres_only,
     assert all(LINE.match(line) for line in body), out.getvalue()
     names = [line.split(":")[0].split(None, 1)[1] for line in body]
     assert names == ["resources", "window", "Qt", "decoders", "samples", f"sample {LOWRES}",
-                     "decode RLE Lossless", "torch", "models", "model tiny", "metrics"]
+                     "decode helper", "decode RLE Lossless", "torch", "models", "model tiny", "metrics"]
 
     monkeypatch.setattr(selftest, "SELFTEST_FILES", {"no-such-file.dcm": "Nothing, nobody"})
     out = io.StringIO()
