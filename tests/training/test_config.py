@@ -28,6 +28,11 @@ def test_presets_load_and_cpu_fast_keeps_its_meaning() -> None:
     gan = load_config("gan")
     assert (gan.stage, gan.optim.lr, gan.gan.gan_weight, gan.gan.pixel_weight) == ("gan", 1e-4, 5e-3, 1e-2)
     assert gan.optim.milestones == [50000, 100000, 200000, 300000]
+    fidelity = load_config("cpu-fidelity")
+    assert (fidelity.model.params["num_feat"], fidelity.model.params["num_block"]) == (64, 11)
+    assert fidelity.model.zero_init_last and fidelity.data.batch_size == 8
+    sharp = load_config("gan-fidelity")
+    assert sharp.stage == "gan" and sharp.model.params == fidelity.model.params  # interpolable pair
 
 
 def test_config_round_trips_through_plain_values(tmp_path: Path) -> None:
