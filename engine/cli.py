@@ -615,6 +615,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                      crop=args.crop, device=args.device)
         text = bench.format_fidelity(report)
     else:
+        if args.update_card:
+            _card_of(args.arch or "rrdb23")  # refuse before minutes of benchmarking, not after
         log = None if (args.json and not args.out) or args.quiet else say
         report = bench.bench_speed(arch=args.arch or "rrdb23", size=args.size or 128,
                                    device=args.device, repeats=args.repeats, tile=args.tile,
@@ -630,17 +632,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def speed_to_card(report: dict[str, Any], args: argparse.Namespace) -> Path:
     """The untiled speed per precision, from `bench --arch MODEL`, into that model's card."""
-    from engine.sr import registry
     from engine.sr.card import ModelCard
 
-    try:
-        info = registry.find_model(report["arch"])
-    except (LookupError, ValueError):
-        raise UsageError(f"--update-card needs --arch to name an installed model, not "
-                         f"{report['arch']!r}.") from None
-    if info.card_path is None:
-        raise UsageError(f"The model {report['arch']!r} has no card file to update.")
-    card = ModelCard.load(info.card_path)
+    card_path = _card_of(report["arch"])
+    card = ModelCard.load(card_path)
     machine = report.get("machine", {})
     size, out = report["size"], report["output_size"]
     untiled = [r for r in report["runs"] if r.get("tile") is None]
@@ -656,7 +651,19 @@ def speed_to_card(report: dict[str, Any], args: argparse.Namespace) -> Path:
         "macs_per_input_pixel": report.get("macs_per_input_pixel"),
         "load_average_start": report.get("load_average_start"),
     }
-    return card.save(info.card_path)
+    return card.save(card_path)
+
+
+def _card_of(arch: str) -> Path:
+    from engine.sr import registry
+
+    try:
+        info = registry.find_model(arch)
+    except (LookupError, ValueError):
+        raise UsageError(f"--update-card needs --arch to name an installed model, not {arch!r}.") from None
+    if info.card_path is None:
+        raise UsageError(f"The model {arch!r} has no card file to update.")
+    return info.card_path
 
 
 def run_display_bench(size: int | None = None) -> tuple[dict[str, Any], str]:
