@@ -54,6 +54,10 @@ def init(env: DistEnv, device: torch.device) -> None:
 
 def shutdown(env: DistEnv) -> None:
     if env.enabled and dist.is_initialized():
+        # Every rank reaches this point before any tears its connections down: a gloo rank whose
+        # peer had already exited could abort at exit ("terminate called without an active
+        # exception"), failing an otherwise finished run.
+        dist.barrier()
         dist.destroy_process_group()
 
 

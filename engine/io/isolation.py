@@ -18,14 +18,16 @@ decode runs in-process, as before this module existed.
 from __future__ import annotations
 
 import atexit
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+# concurrent.futures.process is imported on first use: importing it registers an interpreter-exit
+# hook in threading, which changed the shutdown order of torch.distributed (gloo) workers enough
+# to make them abort at exit ("terminate called without an active exception").
 
 ENV_IN_PROCESS = "CXR_ENHANCE_DECODE_IN_PROCESS"
 WORKERS = 2
@@ -63,6 +65,9 @@ def run(func: Callable[..., T], *args: Any, timeout: float = TIMEOUT_S) -> T:
     """
     if not enabled():
         return func(*args)
+    from concurrent.futures import TimeoutError as FutureTimeout
+    from concurrent.futures.process import BrokenProcessPool
+
     for attempt in (1, 2):
         pool = _get_pool()
         if pool is None:
@@ -90,6 +95,9 @@ def _get_pool() -> ProcessPoolExecutor | None:
     global _pool, _unavailable
     with _lock:
         if _pool is None and not _unavailable:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
             try:
                 context = multiprocessing.get_context("spawn")
                 _pool = ProcessPoolExecutor(max_workers=WORKERS, mp_context=context,
