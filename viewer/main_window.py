@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
         self._loading: Any = None
         self._open_first = True
         self._difference_pending = False
+        self._slow_hint_shown = False  # the "this will take a while" hint, once per Enhance run
 
         self._build_status_bar()
         self.actions_by_name = build_actions(self)
@@ -537,7 +538,7 @@ class MainWindow(QMainWindow):
         self.progress.setFormat("Enhance %v/%m tiles")
         left = f", about {_duration(eta)} left" if eta >= 0 and done < total else ""
         self.eta.setText(f"{_duration(elapsed)} elapsed{left}")
-        if eta > SLOW_HINT_S and done < total and not getattr(self, "_slow_hint_shown", False):
+        if eta > SLOW_HINT_S and done < total and not self._slow_hint_shown:
             self._slow_hint_shown = True  # once per run: a hint, not a nag
             self.message.show_message(
                 f"Enhance needs about {_duration(eta)} more on this machine. Press Escape to "
