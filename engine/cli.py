@@ -425,11 +425,14 @@ def format_model(s: dict[str, Any]) -> str:
 
 
 def format_metrics(metrics: dict[str, Any]) -> list[str]:
-    """Card metrics, one protocol per line; baselines are whatever the card stores beside them."""
+    """Card metrics, one protocol per line, the model next to bicubic (as the viewer's model card
+    says them; `--json` gives every number)."""
+    from engine.sr.card import quality_rows
+
     if not metrics:
         return ["metrics       none recorded"]
-    return [f"metrics       {key}: {json.dumps(value, default=str)}"
-            for key, value in metrics.items()]
+    return [f"{'quality' if label.startswith('Quality') else 'metric':<13} {label.split(', ', 1)[-1].removeprefix('Metric ')}: {text}"
+            for label, text in quality_rows(metrics)]
 
 
 # --- eval ---------------------------------------------------------------------------------------
@@ -486,7 +489,7 @@ class CropCollector:
 
         count = min(args.crop_images, len(images))
         picks = np.linspace(0, len(images) - 1, count).round().astype(int) if count else []
-        self.names = [ev._display_name(images[i], root) for i in dict.fromkeys(int(i) for i in picks)]
+        self.names = [ev.display_name(images[i], root) for i in dict.fromkeys(int(i) for i in picks)]
         self.size = args.crop_size
         self.out = Path(args.crops)
         self.cells: dict[str, dict[str, Any]] = {name: {} for name in self.names}

@@ -365,7 +365,7 @@ def evaluate(images: Sequence[Path], protocol: str, methods: Sequence[Method], *
     results = [MethodResult(m.name, m.kind, m.model_file, m.sha256, dict(m.info))
                for m in methods]
     for index, path in enumerate(images):
-        name = _display_name(path, root)
+        name = display_name(path, root)
         if on_image is not None:
             on_image(index, len(images), name)
         try:
@@ -388,7 +388,8 @@ def evaluate(images: Sequence[Path], protocol: str, methods: Sequence[Method], *
     return ProtocolResult(protocol, seed, names, results)
 
 
-def _display_name(path: Path, root: Path | None) -> str:
+def display_name(path: Path, root: Path | None) -> str:
+    """How results name an image: its path below `root` (the folder evaluated), else its file name."""
     if root is not None:
         try:
             return path.resolve().relative_to(root.resolve()).as_posix()

@@ -32,6 +32,7 @@ class DataConfig:
     hr_patch: int = 128
     batch_size: int = 16
     degradation: str = "bicubic"  # "bicubic" (x4-native protocol) or "realistic"
+    edge_fraction: float = 0.0  # share of patches snapped to an image edge or corner (see data.py)
     val_crops: int = 8  # fixed centre crops of val images used for validation during training
     val_crop_size: int = 256  # HR size of each validation crop
     max_images: int | None = None
@@ -190,6 +191,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.scale must be 2 or 4, not {cfg.data.scale}.")
     if cfg.data.hr_patch % cfg.data.scale:
         raise ConfigError(f"data.hr_patch ({cfg.data.hr_patch}) must be a multiple of the scale.")
+    if not 0.0 <= cfg.data.edge_fraction <= 1.0:
+        raise ConfigError(f"data.edge_fraction ({cfg.data.edge_fraction}) must be between 0 and 1.")
     if cfg.data.degradation not in ("bicubic", "realistic"):
         raise ConfigError(f"data.degradation must be 'bicubic' or 'realistic', not {cfg.data.degradation!r}.")
     if cfg.data.degradation == "realistic" and cfg.data.hr_patch < 32:

@@ -22,7 +22,7 @@ from engine.sr.weights import WeightsError, detect, file_sha256, model_hparams, 
 from training.checkpoints import CHECKPOINT_NAME, GeneratorWeights, load_run_file, read_generator
 from training.config import ConfigError, TrainConfig, config_from_dict, load_config
 from training.report import read_log, wall_time_s
-from training.trainer import RUN_INFO_NAME, git_commit
+from training.trainer import INIT_CARD_NAME, RUN_INFO_NAME, git_commit
 
 NIH_ATTRIBUTION = (
     "NIH ChestX-ray14, https://nihcc.app.box.com/v/ChestXray-NIHCC; Wang et al., \"ChestX-ray8: "
@@ -75,7 +75,7 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
     wall = wall_time_s(run_dir)
     compute = sorted({f"{s['processes']} x {s['device_name'] or s['device']} ({s['device']}, "
                       f"{s['threads']} threads), {s['precision']}, torch {s['torch']}" for s in sessions})
-    return {
+    info = {
         "stage": cfg.stage if cfg is not None else last.get("stage", "psnr"),
         "run": run_dir.name,
         "data": data,
@@ -90,6 +90,37 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
         "trained_at_commits": sorted({s["commit"] for s in sessions}),
         "init_from": cfg.init_from if cfg is not None else None,
     }
+    if cfg is not None:
+        info["edge_fraction"] = cfg.data.edge_fraction
+    return _with_lineage(info, _parent_card(run_dir))
+
+
+def _parent_card(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / INIT_CARD_NAME
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _with_lineage(info: dict[str, Any], parent: dict[str, Any] | None) -> dict[str, Any]:
+    """Add the runs the weights descend from (oldest first) and the totals over all of them.
+
+    A run that starts from shipped weights (init_from) keeps their card; its training record,
+    with the parent's own lineage, becomes this card's `lineage`, so one card says everything that
+    went into the weights.
+    """
+    if parent is None:
+        return info
+    record = dict(parent.get("training", {}))
+    lineage = record.pop("lineage", [])
+    for key in ("steps_total", "wall_time_total", "wall_time_total_s"):
+        record.pop(key, None)
+    record.update(model=parent.get("name"), sha256=parent.get("sha256"))
+    lineage = [*lineage, record]
+    steps = [r.get("steps_trained") or r.get("steps") or 0 for r in lineage]
+    walls = [r.get("wall_time_s") or 0.0 for r in lineage]
+    total_wall = sum(walls) + (info.get("wall_time_s") or 0.0)
+    return {**info, "lineage": lineage,
+            "steps_total": sum(steps) + (info.get("steps_trained") or 0),
+            "wall_time_total": f"{total_wall / 3600:.2f} h", "wall_time_total_s": round(total_wall, 1)}
 
 
 def _logged_val(run_dir: Path, step: int | None) -> dict[str, float]:
@@ -133,8 +164,19 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *, name: 
         training=_training_info(run_dir, cfg, weights), metrics=_metrics(weights, cfg, run_dir),
         licence="Apache-2.0 (weights); training images: NIH Clinical Center, no restriction on use, attribution required",
         notes=f"EMA weights from {weights.source.name} of run {run_dir.name}.", default=default,
+        extra=_inherited_speed(_parent_card(run_dir), *model_hparams(model)),
     )
     return _save(model, Path(out_dir or models_dir()) / f"{name}.safetensors", card, dtype)
+
+
+def _inherited_speed(parent: dict[str, Any] | None, arch: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parent card's speed table when the network is the same one (speed does not depend on
+    the weights); `cxr-enhance bench --update-card` re-measures it."""
+    if parent is None or "speed" not in parent:
+        return {}
+    if (parent.get("architecture"), parent.get("params")) != (arch, params):
+        return {}
+    return {"speed": parent["speed"]}
 
 
 def _save(model: torch.nn.Module, path: Path, card: ModelCard, dtype: str) -> ModelCard:

@@ -15,6 +15,7 @@ import json
 import math
 import platform
 import random
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ __all__ = ["CHECKPOINT_NAME", "EMA", "Trainer", "autocast_dtype", "bicubic_upsam
 
 LOG_NAME = "log.csv"
 RUN_INFO_NAME = "run.json"
+INIT_CARD_NAME = "init_card.json"  # the card of the shipped weights named by init_from
 VAL_COLUMNS = ("val_psnr", "val_ssim", "bicubic_psnr", "bicubic_ssim", "gain_db")
 
 
@@ -153,7 +155,7 @@ class Trainer:
         degradation = RealisticDegradation() if cfg.data.degradation == "realistic" else None
         # Rank 0 keeps the configured seed, so one process samples what it always did.
         self.sampler = PatchSampler(train_pairs, cfg.data.scale, cfg.data.hr_patch, cfg.data.batch_size,
-                                    cfg.seed + self.dist.rank, degradation)
+                                    cfg.seed + self.dist.rank, degradation, cfg.data.edge_fraction)
         self.val_set: list[Pair] = []
         self.grid_set: list[Pair] = []
         self.val_bicubic: list[dict[str, float]] = []
@@ -203,11 +205,24 @@ class Trainer:
         except RuntimeError:
             raise ConfigError(f"The weights in {path} do not fit model.params (layer names or shapes differ); "
                               f"they were made with {source.params}.") from None
+        self._keep_parent_card(Path(path))
         # The residual adds no weights, so a mismatch loads silently: say so.
         wanted = getattr(self.model, "upsample_residual", None)
         had = (source.params or {}).get("upsample_residual", wanted)
         if had != wanted:
             self.say(f"note: {path} was made with upsample_residual={had}, this run uses {wanted}.")
+
+    def _keep_parent_card(self, weights: Path) -> None:
+        """Copy the model card of shipped weights this run starts from into the run folder.
+
+        Export reads it to write the whole lineage (both runs' steps, compute and wall time) into
+        the new card. Copied once, at the run's first start: by the time the run is resumed, an
+        export may already have overwritten the shipped card with this run's own.
+        """
+        card = weights.with_suffix(".json")
+        kept = self.run_dir / INIT_CARD_NAME
+        if self.dist.is_main and weights.suffix == ".safetensors" and card.is_file() and not kept.exists():
+            shutil.copyfile(card, kept)
 
     def _wrap(self, model: nn.Module, **kwargs: Any) -> nn.Module:
         if not self.dist.enabled:

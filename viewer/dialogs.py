@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.sr.card import quality_rows, short_value
 from viewer.settings import DEVICES, INTERPOLATIONS, PRECISIONS, SCOPES, THEMES, ViewerSettings
 
 NIH_URL = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
@@ -190,49 +191,19 @@ def model_card_html(info: Any) -> str:
                                               if card.sha256 else ""),
             ("Licence", card.licence), ("Intended use", card.intended_use)]
     training = card.training or {}
+    runs = len(training.get("lineage") or []) + 1
     for key in ("data", "attribution", "degradation", "steps", "compute", "wall_time"):
         if training.get(key):
-            rows.append((f"Training {key.replace('_', ' ')}", _short(training[key])))
+            text = short_value(training[key])
+            total = training.get(f"{key}_total")
+            if runs > 1 and total:  # weights trained further from shipped ones (training.lineage)
+                text += f" (last run; {short_value(total)} over {runs} runs)"
+            rows.append((f"Training {key.replace('_', ' ')}", text))
     rows += quality_rows(card.metrics or {})
     if card.notes:
         rows.append(("Notes", card.notes))
     body = "".join(f"<tr><td><b>{e(k)}</b></td><td>{e(str(v))}</td></tr>" for k, v in rows if v)
     return f"<h3>{e(card.display_title)}</h3><table cellspacing=4>{body}</table>"
-
-
-def quality_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """Card metrics as a reader wants them: per protocol, the model next to bicubic, whole image
-    and interior. Entries of another shape are listed as they are."""
-    rows = []
-    for key, value in metrics.items():
-        if isinstance(value, dict) and isinstance(value.get("model"), dict) and \
-                isinstance(value.get("bicubic"), dict):
-            model, bicubic = value["model"], value["bicubic"]
-            images = f" ({value['images']} held-out images)" if value.get("images") else ""
-            text = (f"model {_db(model.get('psnr'))} / SSIM {_short(model.get('ssim'))}, bicubic "
-                    f"{_db(bicubic.get('psnr'))} / SSIM {_short(bicubic.get('ssim'))}")
-            if model.get("delta_psnr_vs_bicubic") is not None:
-                text += f": {model['delta_psnr_vs_bicubic']:+.2f} dB"
-            if model.get("ssim_wins_vs_bicubic_pct") is not None:
-                text += f", SSIM better on {model['ssim_wins_vs_bicubic_pct']:.0f} % of images"
-            if model.get("delta_psnr_interior_vs_bicubic") is not None:
-                text += f"; away from the image edges {model['delta_psnr_interior_vs_bicubic']:+.2f} dB"
-            rows.append((f"Quality, {key}{images}", text))
-        elif key not in ("interior", "measured_with", "val_images", "val_patients"):
-            rows.append((f"Metric {key}", _short(value)))
-    return rows
-
-
-def _db(value: Any) -> str:
-    return f"{value:.2f} dB" if isinstance(value, int | float) else "?"
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {_short(v)}" for k, v in value.items() if v not in (None, ""))
-    return str(value)
 
 
 class AboutDialog(QDialog):

@@ -100,3 +100,42 @@ class ModelCard:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, data)
+
+
+def quality_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """Card metrics as a reader wants them: per protocol, the model next to bicubic, whole image
+    and interior. Entries of another shape are listed as they are. Shared by the viewer's model
+    card and `cxr-enhance models`."""
+    rows = []
+    for key, value in metrics.items():
+        if isinstance(value, dict) and isinstance(value.get("model"), dict) and \
+                isinstance(value.get("bicubic"), dict):
+            model, bicubic = value["model"], value["bicubic"]
+            images = f" ({value['images']} held-out images)" if value.get("images") else ""
+            text = (f"model {_db(model.get('psnr'))} / SSIM {short_value(model.get('ssim'))}, bicubic "
+                    f"{_db(bicubic.get('psnr'))} / SSIM {short_value(bicubic.get('ssim'))}")
+            if model.get("delta_psnr_vs_bicubic") is not None:
+                text += f": {model['delta_psnr_vs_bicubic']:+.2f} dB"
+                lanczos = value.get("lanczos")
+                if isinstance(lanczos, dict) and lanczos.get("delta_psnr_vs_bicubic") is not None:
+                    text += f" (Lanczos {lanczos['delta_psnr_vs_bicubic']:+.2f} dB)"
+            if model.get("ssim_wins_vs_bicubic_pct") is not None:
+                text += f", SSIM better on {model['ssim_wins_vs_bicubic_pct']:.0f} % of images"
+            if model.get("delta_psnr_interior_vs_bicubic") is not None:
+                text += f"; away from the image edges {model['delta_psnr_interior_vs_bicubic']:+.2f} dB"
+            rows.append((f"Quality, {key}{images}", text))
+        elif key not in ("interior", "measured_with", "val_images", "val_patients"):
+            rows.append((f"Metric {key}", short_value(value)))
+    return rows
+
+
+def _db(value: Any) -> str:
+    return f"{value:.2f} dB" if isinstance(value, int | float) else "?"
+
+
+def short_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {short_value(v)}" for k, v in value.items() if v not in (None, ""))
+    return str(value)

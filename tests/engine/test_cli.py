@@ -208,6 +208,20 @@ def test_models_lists_the_card(models_dir: Path, capsys: pytest.CaptureFixture[s
     assert model["metrics"]["x4-native"]["bicubic_psnr"] == 0.5
     assert main(["models"]) == 0
     assert "(default)" in capsys.readouterr().out
+    card_path = models_dir / f"{TINY}.json"
+    card = json.loads(card_path.read_text())
+    card["metrics"]["seed-128to512"] = {
+        "images": 41, "bicubic": {"psnr": 32.8146, "ssim": 0.9243},
+        "lanczos": {"psnr": 32.61, "delta_psnr_vs_bicubic": -0.2014},
+        "model": {"psnr": 31.143, "ssim": 0.8825, "delta_psnr_vs_bicubic": -1.6716, "ssim_wins_vs_bicubic_pct": 0.0,
+                  "delta_psnr_interior_vs_bicubic": -2.4123}}
+    card_path.write_text(json.dumps(card))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert ("quality       seed-128to512 (41 held-out images): model 31.14 dB / SSIM 0.8825, bicubic 32.81 dB / "
+            "SSIM 0.9243: -1.67 dB (Lanczos -0.20 dB), SSIM better on 0 % of images; away from the image edges "
+            "-2.41 dB") in out
+    assert "metric        x4-native: psnr: 1, bicubic_psnr: 0.5" in out  # another shape: listed as it is
 
 
 def test_models_with_none_installed_says_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -33,6 +33,10 @@ def test_presets_load_and_cpu_fast_keeps_its_meaning() -> None:
     assert fidelity.model.zero_init_last and fidelity.data.batch_size == 8
     sharp = load_config("gan-fidelity")
     assert sharp.stage == "gan" and sharp.model.params == fidelity.model.params  # interpolable pair
+    more = load_config("cpu-fidelity-continue")  # the shipped Fidelity's second generation
+    assert more.model.params == fidelity.model.params and more.data.edge_fraction == 0.25
+    assert more.init_from == "resources/models/cxr-fidelity-x4.safetensors"
+    assert fast.data.edge_fraction == fidelity.data.edge_fraction == 0.0
 
 
 def test_config_round_trips_through_plain_values(tmp_path: Path) -> None:
@@ -51,6 +55,7 @@ def test_config_round_trips_through_plain_values(tmp_path: Path) -> None:
         ({"stage": "gan", "init_from": "x", "data__hr_patch": 48}, "power of two"),
         ({"stage": "gan", "init_from": "x", "gan__feature_loss": "lpips"}, "feature_loss"),
         ({"data__workers": -1}, "workers"),
+        ({"data__edge_fraction": 1.5}, "edge_fraction"),
         ({"model__zero_init_last": True, "model__params": {"num_feat": 8, "num_conv": 2, "upsample_residual": None}},
          "upsample_residual"),
     ],

@@ -11,6 +11,7 @@ import torch
 from engine.evaluation import degrade_x4_native, metrics, upsample_bicubic
 from training.data import (
     DataError,
+    Pair,
     PatchSampler,
     list_images,
     load_pairs,
@@ -64,6 +65,41 @@ def test_sampler_bicubic_patches_are_aligned_crops_and_reproducible() -> None:
         up = upsample_bicubic(lr[i, 0], 4)
         assert metrics(up, hr[i, 0])["psnr"] > 30
         assert metrics(up[:, :-8], hr[i, 0, :, 8:])["psnr"] < metrics(up, hr[i, 0])["psnr"] - 3
+
+
+def _framed(size: int = 512) -> Pair:
+    """A grey image with a 1-pixel white frame, like the frame lines at the edges of NIH images."""
+    hr = np.full((size, size), 100, np.uint8)
+    hr[0, :] = hr[-1, :] = hr[:, 0] = hr[:, -1] = 255
+    return Pair(hr=hr, lr=degrade_x4_native(hr), name="framed.png")
+
+
+def _frame_sides(hr_patch: np.ndarray) -> int:
+    """How many of the patch's four sides are frame (all white)."""
+    return sum(bool((side == 255).all()) for side in (hr_patch[0], hr_patch[-1], hr_patch[:, 0], hr_patch[:, -1]))
+
+
+def test_edge_fraction_snaps_patches_to_the_image_border() -> None:
+    pair = _framed()
+    lr, hr = PatchSampler([pair], 4, 32, 600, seed=1, edge_fraction=1.0).sample()
+    sides = [_frame_sides(np.rint(hr[i, 0] * 255)) for i in range(len(hr))]
+    assert min(sides) >= 1  # every patch lies on an edge...
+    corners = sum(s == 2 for s in sides) / len(sides)
+    assert 0.25 < corners < 0.42  # ...and about one in three on a corner
+    # the LR is still the aligned crop of the whole image's LR, border included
+    for i in range(5):
+        assert metrics(upsample_bicubic(lr[i, 0], 4), hr[i, 0])["psnr"] > 15
+    # uniform positions almost never touch the border of a large image
+    _, hr0 = PatchSampler([pair], 4, 32, 600, seed=1).sample()
+    touching = sum(_frame_sides(np.rint(hr0[i, 0] * 255)) > 0 for i in range(len(hr0)))
+    assert touching < 60
+    # a quarter snapped: about a quarter (plus the few uniform ones) touch
+    _, hr_q = PatchSampler([pair], 4, 32, 600, seed=1, edge_fraction=0.25).sample()
+    share = sum(_frame_sides(np.rint(hr_q[i, 0] * 255)) > 0 for i in range(len(hr_q))) / len(hr_q)
+    assert 0.18 < share < 0.40
+    assert PatchSampler([pair], 4, 32, 1, edge_fraction=0.5).fork(3).edge_fraction == 0.5
+    with pytest.raises(DataError, match="edge_fraction"):
+        PatchSampler([pair], 4, 32, 1, edge_fraction=1.5)
 
 
 def test_realistic_chain_is_seeded_8bit_and_degrades() -> None:

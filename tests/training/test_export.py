@@ -77,6 +77,36 @@ def test_export_writes_fp16_safetensors_and_a_full_card(two_runs: tuple[Path, Pa
     assert json.loads((out / "second.json").read_text())["weights_file"] == "second.safetensors"
 
 
+def test_a_run_from_shipped_weights_carries_their_lineage_into_its_card(two_runs: tuple[Path, Path],
+                                                                         tiny_config: Make, tmp_path: Path) -> None:
+    out = tmp_path / "models"
+    export_run(two_runs[0], out, name="cxr-tiny-x4", dtype="fp32")
+    shipped = out / "cxr-tiny-x4.json"
+    parent = json.loads(shipped.read_text())
+    parent["speed"] = {"cpu": {"s_per_mpx": 1.5}}  # as bench --update-card writes it
+    shipped.write_text(json.dumps(parent))
+    weights = str(out / "cxr-tiny-x4.safetensors")
+    Trainer(tiny_config(steps=3, log_every=3, val_every=3, init_from=weights, data__edge_fraction=0.5),
+            tmp_path / "more").fit(progress=False)
+    card = export_run(tmp_path / "more", out, name="cxr-tiny-x4")  # replaces the parent, as shipping does
+    training = card.training
+    assert [r["model"] for r in training["lineage"]] == ["cxr-tiny-x4"]
+    assert training["lineage"][0]["sha256"] == parent["sha256"] and training["lineage"][0]["steps"] == 2
+    assert training["steps_total"] == 2 + 3 and training["init_from"] == weights
+    assert training["edge_fraction"] == 0.5
+    assert training["wall_time_total_s"] >= training["wall_time_s"]
+    assert card.extra["speed"] == parent["speed"]  # same network, same speed
+    # resuming after the export keeps the card the run started from, so a re-export is the same
+    Trainer(tiny_config(steps=4, log_every=4, val_every=4, init_from=weights), tmp_path / "more").fit(progress=False)
+    again = export_run(tmp_path / "more", out, name="cxr-tiny-x4")
+    assert [r["sha256"] for r in again.training["lineage"]] == [parent["sha256"]]
+    # a third generation lists both ancestors, oldest first
+    Trainer(tiny_config(steps=1, log_every=1, val_every=1, init_from=weights), tmp_path / "third").fit(progress=False)
+    third = export_run(tmp_path / "third", out, name="cxr-tiny-x4")
+    assert [r["sha256"] for r in third.training["lineage"]] == [parent["sha256"], again.sha256]
+    assert third.training["steps_total"] == 2 + 4 + 1
+
+
 def test_export_of_a_missing_run_is_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"cxr-train: The run folder {tmp_path / 'nothing'} does not exist; name a folder under runs/."

@@ -73,6 +73,12 @@ def test_about_shows_model_card_attribution_and_use(qtbot: Any) -> None:
     assert "SSIM better on 100 % of images; away from the image edges +3.24 dB" in html
     assert "definition text" not in html
 
+    card.training = {"steps": 4400, "steps_total": 8000, "wall_time": "1.70 h", "wall_time_total": "3.31 h",
+                     "lineage": [{"model": "cxr-fidelity-x4", "steps": 3600}]}
+    html = model_card_html(ModelInfo(card, Path("fidelity.safetensors")))
+    assert "4400 (last run; 8000 over 2 runs)" in html and "1.70 h (last run; 3.31 h over 2 runs)" in html
+    assert "lineage" not in html
+
 
 def test_help_lists_every_shortcut(qtbot: Any, make_window: Any) -> None:
     window = make_window()
