@@ -21,7 +21,7 @@ from engine.sr.card import ModelCard
 from engine.sr.weights import WeightsError, detect, file_sha256, model_hparams, save_model
 from training.checkpoints import CHECKPOINT_NAME, GeneratorWeights, load_run_file, read_generator
 from training.config import ConfigError, TrainConfig, config_from_dict, load_config
-from training.report import read_log, wall_time_s
+from training.report import read_log, steps_per_second, wall_time_s
 from training.trainer import INIT_CARD_NAME, RUN_INFO_NAME, git_commit
 
 NIH_ATTRIBUTION = (
@@ -86,6 +86,7 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
         "compute": "; ".join(compute) or "unknown (run.json missing)",
         "wall_time": f"{wall / 3600:.2f} h",
         "wall_time_s": round(wall, 1),
+        "steps_per_second": steps_per_second(run_dir),
         "commit": git_commit(),
         "trained_at_commits": sorted({s["commit"] for s in sessions}),
         "init_from": cfg.init_from if cfg is not None else None,

@@ -64,6 +64,26 @@ def wall_time_s(run_dir: Path) -> float:
     return total + previous
 
 
+def steps_per_second(run_dir: Path) -> dict[str, float]:
+    """Training speed from log.csv: steps per second between consecutive log rows of one session
+    (rows spanning a validation are slower; a run's first row counts from step 0); min, median
+    and max, empty without a row."""
+    path = Path(run_dir) / "log.csv"
+    if not path.is_file():
+        return {}
+    rates: list[float] = []
+    previous: tuple[int, float] | None = (0, 0.0)
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            step, elapsed = int(row["step"]), float(row.get("elapsed_s") or 0.0)
+            if previous is not None and step > previous[0] and elapsed > previous[1]:
+                rates.append((step - previous[0]) / (elapsed - previous[1]))
+            previous = (step, elapsed)
+    if not rates:
+        return {}
+    return {"min": round(min(rates), 3), "median": round(float(np.median(rates)), 3), "max": round(max(rates), 3)}
+
+
 def write_progress_plot(run_dir: Path, out: Path | None = None) -> Path | None:
     """Losses (log scale) and validation PSNR of the model and of bicubic, against the step."""
     import matplotlib

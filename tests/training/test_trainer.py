@@ -12,7 +12,7 @@ import torch
 from training.checkpoints import read_generator
 from training.cli import main
 from training.config import ConfigError, TrainConfig
-from training.report import read_log, wall_time_s
+from training.report import read_log, steps_per_second, wall_time_s
 from training.trainer import CHECKPOINT_NAME, Trainer
 
 Make = Callable[..., TrainConfig]
@@ -119,3 +119,13 @@ def test_init_from_a_basicsr_rgb_file_converts_to_gray(tiny_config: Make, tmp_pa
     trainer = Trainer(tiny_config(init_from=str(path), model__params__upsample_residual="nearest"))
     first = trainer.model.state_dict()["body.0.weight"]
     assert first.shape[1] == 1 and torch.allclose(first[:, 0], rgb.state_dict()["body.0.weight"].sum(1))
+
+
+def test_speed_and_wall_time_are_read_per_session_from_the_log(tmp_path: Path) -> None:
+    header = "step,loss,lr,val_psnr,val_ssim,bicubic_psnr,bicubic_ssim,gain_db,elapsed_s\n"
+    rows = ["50,0.1,1e-4,,,,,,100.0", "100,0.1,1e-4,,,,,,200.0", "150,0.1,1e-4,1,1,1,1,0,400.0",  # validated
+            "100,0.1,1e-4,,,,,,60.0", "150,0.1,1e-4,,,,,,110.0"]  # resumed at 50 after a stop at 150
+    (tmp_path / "log.csv").write_text(header + "\n".join(rows) + "\n")
+    assert steps_per_second(tmp_path) == {"min": 0.25, "median": 0.5, "max": 1.0}
+    assert wall_time_s(tmp_path) == 400.0 + 110.0
+    assert steps_per_second(tmp_path / "missing") == {}
