@@ -143,7 +143,9 @@ def _metrics(weights: GeneratorWeights, cfg: TrainConfig | None, run_dir: Path) 
         crop = cfg.data.val_crop_size
         where.update(val=cfg.data.val or "held-out patients of data.train", images=cfg.data.val_crops,
                      crop=f"{crop}x{crop} HR centre crops" if crop else "whole images")
-    return {**where, **{k: round(v, 4) for k, v in val.items() if k != "loss"}}
+    # Validation during training (a few images, crops or whole): `cxr-enhance eval --update-card`
+    # adds the full protocols beside it.
+    return {"during_training": {**where, **{k: round(v, 4) for k, v in val.items() if k != "loss"}}}
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *, name: str | None = None,

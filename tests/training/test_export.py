@@ -68,7 +68,8 @@ def test_export_writes_fp16_safetensors_and_a_full_card(two_runs: tuple[Path, Pa
     assert training["degradation"].startswith("bicubic") and training["steps"] == 2
     assert training["commit"] and training["wall_time_s"] >= 0 and "cpu" in training["compute"]
     assert "steps_per_second" in training  # read from log.csv (tests/training/test_trainer.py)
-    assert card.metrics["protocol"] == "x4-native" and "val_psnr" in card.metrics and "bicubic_psnr" in card.metrics
+    during = card.metrics["during_training"]
+    assert during["protocol"] == "x4-native" and "val_psnr" in during and "bicubic_psnr" in during
     ema = torch.load(psnr / "best_ema.pt", weights_only=True)["ema"]
     for key, value in model.state_dict().items():
         assert torch.allclose(value, ema[key].half().float())
