@@ -60,8 +60,10 @@ def test_fast_is_much_cheaper_than_fidelity_when_both_ship():
 
 
 def test_the_default_is_measured_at_least_as_good_as_every_other_shipped_model():
-    """x4-native, whole image and interior, from the cards (cxr-enhance eval --update-card)."""
+    """x4-native from the cards (cxr-enhance eval --update-card): PSNR where the anatomy is (the
+    interior, 16 px off every edge) and whole-image SSIM. Whole-image mean PSNR is not the rule:
+    on NIH images it is dominated by the 1-2-pixel frame lines at the edges (README, Models)."""
     default = default_model(dirs=[models_dir()]).card
     for info in SHIPPED:
-        for key in ("psnr", "psnr_interior"):
+        for key in ("psnr_interior", "ssim"):
             assert default.metrics["x4-native"]["model"][key] >= info.card.metrics["x4-native"]["model"][key]

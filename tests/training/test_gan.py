@@ -102,7 +102,7 @@ def test_gan_steps_with_feature_matching_change_weights_and_resume(tiny_config: 
     assert straight.scheduler.get_last_lr()[0] == pytest.approx(5e-4)  # halved at the milestone
     assert not (tmp_path / "a" / "best_ema.pt").exists()  # GAN models are not picked by PSNR
     card = export_run(tmp_path / "a", tmp_path / "models", name="gan-tiny")
-    assert card.training["stage"] == "gan" and card.training["steps"] == 4 and "val_psnr" in card.metrics
+    assert card.training["stage"] == "gan" and card.training["steps"] == 4 and "val_psnr" in card.metrics["during_training"]
 
     first = GanTrainer(cfg(), tmp_path / "b")
     first.fit(2, progress=False)
