@@ -431,8 +431,7 @@ def format_metrics(metrics: dict[str, Any]) -> list[str]:
 
     if not metrics:
         return ["metrics       none recorded"]
-    return [f"{'quality' if label.startswith('Quality') else 'metric':<13} {label.split(', ', 1)[-1].removeprefix('Metric ')}: {text}"
-            for label, text in quality_rows(metrics)]
+    return [f"{kind:<13} {name}: {text}" for kind, name, text in quality_rows(metrics)]
 
 
 # --- eval ---------------------------------------------------------------------------------------

@@ -199,7 +199,8 @@ def model_card_html(info: Any) -> str:
             if runs > 1 and total:  # weights trained further from shipped ones (training.lineage)
                 text += f" (last run; {short_value(total)} over {runs} runs)"
             rows.append((f"Training {key.replace('_', ' ')}", text))
-    rows += quality_rows(card.metrics or {})
+    rows += [(f"Quality, {name}" if kind == "quality" else f"Metric {name}", text)
+             for kind, name, text in quality_rows(card.metrics or {})]
     if card.notes:
         rows.append(("Notes", card.notes))
     body = "".join(f"<tr><td><b>{e(k)}</b></td><td>{e(str(v))}</td></tr>" for k, v in rows if v)

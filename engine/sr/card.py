@@ -102,10 +102,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, data)
 
 
-def quality_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """Card metrics as a reader wants them: per protocol, the model next to bicubic, whole image
-    and interior. Entries of another shape are listed as they are. Shared by the viewer's model
-    card and `cxr-enhance models`."""
+def quality_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Card metrics as a reader wants them, as (kind, name, text): kind "quality" for a protocol
+    (the model next to bicubic and Lanczos, whole image and interior; name says how many images),
+    "metric" for an entry of another shape, listed as it is. Shared by the viewer's model card and
+    `cxr-enhance models`."""
     rows = []
     for key, value in metrics.items():
         if isinstance(value, dict) and isinstance(value.get("model"), dict) and \
@@ -123,9 +124,9 @@ def quality_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
                 text += f", SSIM better on {model['ssim_wins_vs_bicubic_pct']:.0f} % of images"
             if model.get("delta_psnr_interior_vs_bicubic") is not None:
                 text += f"; away from the image edges {model['delta_psnr_interior_vs_bicubic']:+.2f} dB"
-            rows.append((f"Quality, {key}{images}", text))
+            rows.append(("quality", f"{key}{images}", text))
         elif key not in ("interior", "measured_with", "val_images", "val_patients"):
-            rows.append((f"Metric {key}", short_value(value)))
+            rows.append(("metric", key, short_value(value)))
     return rows
 
 
