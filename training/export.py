@@ -63,7 +63,8 @@ def _build(arch: str, params: dict[str, Any], state: dict[str, torch.Tensor], so
     return model.eval()
 
 
-def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWeights) -> dict[str, Any]:
+def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWeights,
+                   parent: dict[str, Any] | None) -> dict[str, Any]:
     info_path = run_dir / RUN_INFO_NAME
     sessions = json.loads(info_path.read_text()).get("sessions", []) if info_path.is_file() else []
     last = load_run_file(run_dir / CHECKPOINT_NAME) if (run_dir / CHECKPOINT_NAME).is_file() else {}
@@ -93,7 +94,7 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
     }
     if cfg is not None:
         info["edge_fraction"] = cfg.data.edge_fraction
-    return _with_lineage(info, _parent_card(run_dir))
+    return _with_lineage(info, parent)
 
 
 def _parent_card(run_dir: Path) -> dict[str, Any] | None:
@@ -161,13 +162,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *, name: 
     cfg = load_config(config) if config else run_config(run_dir)
     arch, params = _architecture(weights, cfg)
     model = _build(arch, params, weights.state, weights.source)
+    parent = _parent_card(run_dir)
     name = name or run_dir.name
     card = ModelCard(
         name=name, title=title or name, architecture=arch, params=params,
-        training=_training_info(run_dir, cfg, weights), metrics=_metrics(weights, cfg, run_dir),
+        training=_training_info(run_dir, cfg, weights, parent), metrics=_metrics(weights, cfg, run_dir),
         licence="Apache-2.0 (weights); training images: NIH Clinical Center, no restriction on use, attribution required",
         notes=f"EMA weights from {weights.source.name} of run {run_dir.name}.", default=default,
-        extra=_inherited_speed(_parent_card(run_dir), *model_hparams(model)),
+        extra=_inherited_speed(parent, *model_hparams(model)),
     )
     return _save(model, Path(out_dir or models_dir()) / f"{name}.safetensors", card, dtype)
 

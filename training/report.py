@@ -49,18 +49,22 @@ def read_log(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-def wall_time_s(run_dir: Path) -> float:
-    """Training time over every session: elapsed_s restarts at each resume, so sum the segments."""
+def _timeline(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, elapsed_s) of every log.csv row in file order, replayed rows included."""
     path = Path(run_dir) / "log.csv"
     if not path.is_file():
-        return 0.0
-    total, previous = 0.0, 0.0
+        return []
     with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            elapsed = float(row.get("elapsed_s") or 0.0)
-            if elapsed < previous:
-                total += previous
-            previous = elapsed
+        return [(int(row["step"]), float(row.get("elapsed_s") or 0.0)) for row in csv.DictReader(fh)]
+
+
+def wall_time_s(run_dir: Path) -> float:
+    """Training time over every session: elapsed_s restarts at each resume, so sum the segments."""
+    total, previous = 0.0, 0.0
+    for _, elapsed in _timeline(run_dir):
+        if elapsed < previous:
+            total += previous
+        previous = elapsed
     return total + previous
 
 
@@ -68,17 +72,12 @@ def steps_per_second(run_dir: Path) -> dict[str, float]:
     """Training speed from log.csv: steps per second between consecutive log rows of one session
     (rows spanning a validation are slower; a run's first row counts from step 0); min, median
     and max, empty without a row."""
-    path = Path(run_dir) / "log.csv"
-    if not path.is_file():
-        return {}
     rates: list[float] = []
-    previous: tuple[int, float] | None = (0, 0.0)
-    with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            step, elapsed = int(row["step"]), float(row.get("elapsed_s") or 0.0)
-            if previous is not None and step > previous[0] and elapsed > previous[1]:
-                rates.append((step - previous[0]) / (elapsed - previous[1]))
-            previous = (step, elapsed)
+    previous = (0, 0.0)
+    for step, elapsed in _timeline(run_dir):
+        if step > previous[0] and elapsed > previous[1]:  # not the first row after a resume
+            rates.append((step - previous[0]) / (elapsed - previous[1]))
+        previous = (step, elapsed)
     if not rates:
         return {}
     return {"min": round(min(rates), 3), "median": round(float(np.median(rates)), 3), "max": round(max(rates), 3)}
