@@ -190,28 +190,46 @@ def make_pair(protocol: str, hr_uint8: np.ndarray, name: str,
 
 # --- metrics -----------------------------------------------------------------------------------
 
-def metrics(sr: np.ndarray, hr: np.ndarray) -> dict[str, float]:
-    """PSNR (dB), SSIM and MSE of `sr` against `hr`, both in [0, 1], whole image, no crop."""
+# skimage's SSIM window is 7 pixels wide (its default, kept); the mean leaves out half a window
+# on every side, so the interior SSIM is the mean of the full map without margin + this.
+_SSIM_HALF_WINDOW = 3
+
+
+def metrics(sr: np.ndarray, hr: np.ndarray, *, margin: int | None = None) -> dict[str, float]:
+    """PSNR (dB), SSIM and MSE of `sr` against `hr`, both in [0, 1], whole image, no crop.
+
+    With `margin` (see INTERIOR_MARGIN) also psnr_interior / ssim_interior: the same metrics
+    without `margin` pixels on each side, NaN for an image too small to have an interior. Both
+    come from the whole image's squared-error and SSIM maps, so SSIM is computed once; the values
+    equal those of the cropped image (the SSIM map there is the same away from the crop's edge).
+    """
     if sr.shape != hr.shape:
         raise ValueError(f"Output shape {sr.shape} differs from reference shape {hr.shape}.")
     sr64 = sr.astype(np.float64)
     hr64 = hr.astype(np.float64)
     mse = float(np.mean((sr64 - hr64) ** 2))
     psnr = math.inf if mse == 0 else float(peak_signal_noise_ratio(hr64, sr64, data_range=1.0))
-    ssim = float(structural_similarity(hr64, sr64, data_range=1.0))
-    return {"psnr": psnr, "ssim": ssim, "mse": mse}
+    ssim, ssim_map = structural_similarity(hr64, sr64, data_range=1.0, full=True)
+    found = {"psnr": psnr, "ssim": float(ssim), "mse": mse}
+    if margin is not None:
+        found.update(_interior(sr64, hr64, ssim_map, margin))
+    return found
+
+
+def _interior(sr64: np.ndarray, hr64: np.ndarray, ssim_map: np.ndarray, margin: int) -> dict[str, float]:
+    if min(hr64.shape[:2]) < 2 * margin + 2 * _SSIM_HALF_WINDOW + 1:
+        return {"psnr_interior": math.nan, "ssim_interior": math.nan}
+    inner = (slice(margin, -margin or None), slice(margin, -margin or None))
+    mse = float(np.mean((sr64[inner] - hr64[inner]) ** 2))
+    edge = margin + _SSIM_HALF_WINDOW
+    return {"psnr_interior": math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse),
+            "ssim_interior": float(np.mean(ssim_map[edge:-edge, edge:-edge], dtype=np.float64))}
 
 
 def interior_metrics(sr: np.ndarray, hr: np.ndarray, margin: int = INTERIOR_MARGIN) -> dict[str, float]:
-    """PSNR and SSIM without `margin` pixels on each side (see INTERIOR_MARGIN); NaN for an image
-    too small to have an interior (SSIM needs 7 pixels)."""
-    if sr.shape != hr.shape:
-        raise ValueError(f"Output shape {sr.shape} differs from reference shape {hr.shape}.")
-    if min(hr.shape[:2]) < 2 * margin + 7:
-        return {"psnr_interior": math.nan, "ssim_interior": math.nan}
-    inner = (slice(margin, -margin), slice(margin, -margin))
-    found = metrics(sr[inner], hr[inner])
-    return {"psnr_interior": found["psnr"], "ssim_interior": found["ssim"]}
+    """psnr_interior / ssim_interior alone (see `metrics`)."""
+    found = metrics(sr, hr, margin=margin)
+    return {"psnr_interior": found["psnr_interior"], "ssim_interior": found["ssim_interior"]}
 
 
 # --- crops for figures -----------------------------------------------------------------------
@@ -381,8 +399,8 @@ def evaluate(images: Sequence[Path], protocol: str, methods: Sequence[Method], *
             start = time.perf_counter()
             sr = method.run(lr)
             seconds = time.perf_counter() - start
-            result.scores.append(ImageScore(name, seconds=seconds, **metrics(sr, hr),
-                                            **interior_metrics(sr, hr)))
+            result.scores.append(ImageScore(name, seconds=seconds,
+                                            **metrics(sr, hr, margin=INTERIOR_MARGIN)))
             if on_output is not None:
                 on_output(name, method.name, lr, sr, hr)
     return ProtocolResult(protocol, seed, names, results)

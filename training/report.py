@@ -103,10 +103,13 @@ def write_progress_plot(run_dir: Path, out: Path | None = None) -> Path | None:
     ax_loss.set_yscale("log")
     ax_loss.set(xlabel="step", ylabel="loss", title="training loss")
     ax_loss.legend()
-    for key, style in (("val_psnr", "-o"), ("bicubic_psnr", "--.")):
+    lines = (("val_psnr", "-o", "C0", "model (EMA)"), ("bicubic_psnr", "--.", "C0", "bicubic"),
+             ("val_psnr_interior", "-o", "C1", "model, interior"),
+             ("bicubic_psnr_interior", "--.", "C1", "bicubic, interior"))
+    for key, style, color, label in lines:
         if key in series:
             steps, values = zip(*series[key], strict=True)
-            ax_val.plot(steps, values, style, label="model (EMA)" if key == "val_psnr" else "bicubic")
+            ax_val.plot(steps, values, style, color=color, label=label)
     ax_val.set(xlabel="step", ylabel="PSNR dB", title="validation (x4-native)")
     if "val_psnr" in series:
         ax_val.legend()

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from engine.evaluation import metrics, upsample_bicubic
+from engine.evaluation import INTERIOR_MARGIN, metrics, upsample_bicubic
 from engine.sr.archs import build_model
 from training import distributed
 from training.checkpoints import BEST_NAME, CHECKPOINT_NAME, read_generator
@@ -42,7 +42,11 @@ __all__ = ["CHECKPOINT_NAME", "EMA", "Trainer", "autocast_dtype", "bicubic_upsam
 LOG_NAME = "log.csv"
 RUN_INFO_NAME = "run.json"
 INIT_CARD_NAME = "init_card.json"  # the card of the shipped weights named by init_from
-VAL_COLUMNS = ("val_psnr", "val_ssim", "bicubic_psnr", "bicubic_ssim", "gain_db")
+# Validation columns of log.csv. The interior ones leave out INTERIOR_MARGIN pixels on every side,
+# as `cxr-enhance eval` does: on whole NIH images the frame lines at the border can carry most of
+# the gain, the interior is where the anatomy is.
+VAL_COLUMNS = ("val_psnr", "val_ssim", "bicubic_psnr", "bicubic_ssim", "gain_db",
+               "val_psnr_interior", "bicubic_psnr_interior", "gain_interior_db")
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
@@ -89,8 +93,8 @@ def bicubic_upsample(lr_uint8: np.ndarray, scale: int) -> np.ndarray:
 
 
 def quality(sr: np.ndarray, hr: np.ndarray) -> dict[str, float]:
-    """PSNR / SSIM / MSE exactly as `cxr-enhance eval` computes them."""
-    return metrics(sr, hr)
+    """PSNR / SSIM / MSE, whole and interior, exactly as `cxr-enhance eval` computes them."""
+    return metrics(sr, hr, margin=INTERIOR_MARGIN)
 
 
 def git_commit(repo: Path | None = None) -> str:
@@ -294,6 +298,11 @@ class Trainer:
             "bicubic_ssim": sum(b["ssim"] for _, b in rows) / n,
         }
         out["gain_db"] = out["val_psnr"] - out["bicubic_psnr"]
+        inner = [(q["psnr_interior"], b["psnr_interior"]) for q, b in rows]
+        if all(math.isfinite(a) and math.isfinite(b) for a, b in inner):  # crops too small: left out
+            out["val_psnr_interior"] = sum(a for a, _ in inner) / n
+            out["bicubic_psnr_interior"] = sum(b for _, b in inner) / n
+            out["gain_interior_db"] = out["val_psnr_interior"] - out["bicubic_psnr_interior"]
         return out
 
     def write_report(self) -> None:
@@ -428,11 +437,11 @@ class Trainer:
             yield None
             return
         log_path = self.run_dir / LOG_NAME
-        new_log = not log_path.exists()
+        columns = _log_header(log_path)  # a run resumed from an older version keeps its columns
         with log_path.open("a", newline="") as fh:
-            log = _Log(fh)
-            if new_log:
-                log.write(self.log_columns())
+            log = _Log(fh, columns or self.log_columns())
+            if not columns:
+                log.write_header()
             yield log
 
     def _log_row(self, row: dict[str, float], log: _Log, start: float, start_step: int, target: int,
@@ -444,13 +453,18 @@ class Trainer:
             row.update(self.validate())
             if self.select_best and row["val_psnr"] > self.best_psnr:
                 self.save_best(row)
-        log.write([self.step, *(f"{row[k]:.6f}" for k in self.loss_keys), f"{self.scheduler.get_last_lr()[0]:.3e}",
-                   *(f"{row[k]:.4f}" if k in row else "" for k in VAL_COLUMNS), f"{elapsed:.1f}"])
+        log.write({"step": self.step, **{k: f"{row[k]:.6f}" for k in self.loss_keys},
+                   "lr": f"{self.scheduler.get_last_lr()[0]:.3e}",
+                   **{k: f"{row[k]:.4f}" for k in VAL_COLUMNS if k in row}, "elapsed_s": f"{elapsed:.1f}"})
         if validated:
             self._report_safely()
         if progress:
             eta = (target - self.step) / max(rate, 1e-9)
-            extra = f" val {row['val_psnr']:.2f} dB (bicubic {row['bicubic_psnr']:.2f}, {row['gain_db']:+.2f})" if validated else ""
+            extra = ""
+            if validated:
+                extra = f" val {row['val_psnr']:.2f} dB (bicubic {row['bicubic_psnr']:.2f}, {row['gain_db']:+.2f})"
+                if "gain_interior_db" in row:
+                    extra += f", interior {row['gain_interior_db']:+.2f}"
             print(f"step {self.step}/{target} {self._loss_text(row)} {rate:.2f} it/s eta {eta / 60:.0f} min{extra}", flush=True)
         return row
 
@@ -473,13 +487,27 @@ class Trainer:
 class _Log:
     """log.csv, flushed after every row so a crash loses nothing that was printed."""
 
-    def __init__(self, fh: Any) -> None:
+    def __init__(self, fh: Any, columns: list[str]) -> None:
         self.fh = fh
+        self.columns = columns
         self.writer = csv.writer(fh)
 
-    def write(self, row: list[Any]) -> None:
-        self.writer.writerow(row)
+    def write_header(self) -> None:
+        self.writer.writerow(self.columns)
         self.fh.flush()
+
+    def write(self, values: dict[str, Any]) -> None:
+        """One row; a value without a column is left out, a column without a value left empty."""
+        self.writer.writerow([values.get(column, "") for column in self.columns])
+        self.fh.flush()
+
+
+def _log_header(path: Path) -> list[str]:
+    """The columns of an existing log.csv, empty for none."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return next(csv.reader(fh), [])
 
 
 def _device_name(device: torch.device) -> str:

@@ -65,6 +65,22 @@ def test_interior_metrics_leave_out_the_margin() -> None:
     assert np.isnan(ev.interior_metrics(hr[:32, :32], hr[:32, :32])["psnr_interior"])
 
 
+def test_interior_from_one_ssim_map_equals_the_cropped_image() -> None:
+    # evaluate() computes SSIM once per image and method: the interior numbers come from the whole
+    # image's maps and must equal what the cropped image scores on its own.
+    rng = np.random.default_rng(4)
+    hr = rng.random((96, 80)).astype(np.float32)
+    sr = np.clip(hr + rng.normal(0, 0.05, hr.shape), 0, 1).astype(np.float32)
+    m = ev.metrics(sr, hr, margin=ev.INTERIOR_MARGIN)
+    hr64, sr64 = hr.astype(np.float64)[16:-16, 16:-16], sr.astype(np.float64)[16:-16, 16:-16]
+    assert m["ssim_interior"] == pytest.approx(structural_similarity(hr64, sr64, data_range=1.0), abs=1e-12)
+    assert m["psnr_interior"] == pytest.approx(peak_signal_noise_ratio(hr64, sr64, data_range=1.0), abs=1e-10)
+    assert m["ssim"] == ev.metrics(sr, hr)["ssim"] and "psnr_interior" not in ev.metrics(sr, hr)
+    # the smallest image with an interior: 2 margins + one 7-pixel SSIM window
+    assert not np.isnan(ev.metrics(sr[:39, :39], hr[:39, :39], margin=16)["ssim_interior"])
+    assert np.isnan(ev.metrics(sr[:38, :38], hr[:38, :38], margin=16)["ssim_interior"])
+
+
 def test_seed_pair_sizes_noise_and_determinism() -> None:
     img = _radiograph_like(256)
     lr1, hr1 = ev.seed_128to512_pair(img, np.random.default_rng(3))

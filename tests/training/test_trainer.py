@@ -81,12 +81,31 @@ def test_run_folder_holds_log_plots_and_config(tiny_config: Make, tmp_path: Path
         assert (run / name).is_file(), name
     series = read_log(run)
     assert [s for s, _ in series["val_psnr"]] == [3, 6] and len(series["loss"]) == 2
+    # the interior (INTERIOR_MARGIN px left out on every side, as `cxr-enhance eval`) beside the whole image
+    (_, model_in), (_, bicubic_in), (_, gain_in) = (series[k][-1] for k in
+                                                    ("val_psnr_interior", "bicubic_psnr_interior", "gain_interior_db"))
+    assert gain_in == pytest.approx(model_in - bicubic_in, abs=2e-4) and bicubic_in != series["bicubic_psnr"][-1][1]
     assert wall_time_s(run) > 0
     weights = read_generator(run)
     assert weights.source.name == "best_ema.pt" and weights.arch == "SRVGGNetCompact" and weights.step in (3, 6)
     (run / "val_grid.png").unlink()
     assert main(["report", str(run)]) == 0
     assert (run / "val_grid.png").is_file()
+
+
+def test_a_log_from_an_older_version_keeps_its_columns_on_resume(tiny_config: Make, tmp_path: Path) -> None:
+    first = Trainer(tiny_config(steps=8, log_every=2, val_every=4), tmp_path / "run")
+    first.fit(4, progress=False)
+    log = tmp_path / "run" / "log.csv"
+    old = "step,loss,lr,val_psnr,val_ssim,bicubic_psnr,bicubic_ssim,gain_db,elapsed_s"  # before the interior columns
+    log.write_text(old + "\n")
+    resumed = Trainer(tiny_config(steps=8, log_every=2, val_every=4), tmp_path / "run")
+    resumed.load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
+    resumed.fit(progress=False)
+    lines = log.read_text().splitlines()
+    assert lines[0] == old and len(lines) == 3 and all(len(line.split(",")) == 9 for line in lines)
+    series = read_log(tmp_path / "run")
+    assert [s for s, _ in series["val_psnr"]] == [8] and "val_psnr_interior" not in series
 
 
 def test_init_from_a_run_and_mismatches_are_config_errors(tiny_config: Make, tmp_path: Path) -> None:
