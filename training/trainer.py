@@ -485,20 +485,19 @@ class Trainer:
 
 
 class _Log:
-    """log.csv, flushed after every row so a crash loses nothing that was printed."""
+    """log.csv, flushed after every row so a crash loses nothing that was printed. A value without
+    a column is left out, a column without a value left empty (csv.DictWriter)."""
 
     def __init__(self, fh: Any, columns: list[str]) -> None:
         self.fh = fh
-        self.columns = columns
-        self.writer = csv.writer(fh)
+        self.writer = csv.DictWriter(fh, columns, restval="", extrasaction="ignore")
 
     def write_header(self) -> None:
-        self.writer.writerow(self.columns)
+        self.writer.writeheader()
         self.fh.flush()
 
     def write(self, values: dict[str, Any]) -> None:
-        """One row; a value without a column is left out, a column without a value left empty."""
-        self.writer.writerow([values.get(column, "") for column in self.columns])
+        self.writer.writerow(values)
         self.fh.flush()
 
 
