@@ -36,6 +36,7 @@ def test_presets_load_and_cpu_fast_keeps_its_meaning() -> None:
     more = load_config("cpu-fidelity-continue")  # the next generation of the shipped Fidelity
     assert more.model.params == fidelity.model.params and 0 < more.data.edge_fraction < 0.5
     assert more.init_from == "resources/models/cxr-fidelity-x4.safetensors"
+    assert more.optim.lr < fidelity.optim.lr  # a gentler restart than from scratch (preset comment)
     assert fast.data.edge_fraction == fidelity.data.edge_fraction == 0.0
 
 
