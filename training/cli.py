@@ -3,7 +3,7 @@
   cxr-train psnr --config cpu-fast [--resume] [--steps N] [--set data.workers=2]
   cxr-train gan --config gan --init-from runs/gpu-full [--resume]
   cxr-train interpolate --psnr runs/gpu-full --gan runs/gan --alpha 0.8 --out resources/models/x.safetensors
-  cxr-train export runs/cpu-fast [--out DIR] [--name NAME] [--default]
+  cxr-train export runs/cpu-fast [--out DIR] [--name NAME] [--default] [--note TEXT]
   cxr-train report runs/cpu-fast
 
 Several processes (GPUs or CPU nodes): torchrun --nproc_per_node N -m training.cli psnr ...
@@ -12,6 +12,7 @@ Several processes (GPUs or CPU nodes): torchrun --nproc_per_node N -m training.c
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="the run folder, e.g. runs/cpu-fast")
     p.add_argument("--out", default=None, help="folder for the model (default resources/models)")
     p.add_argument("--config", default=None, help="config, when the run folder has no config.yaml")
+    p.add_argument("--note", default="", help="text added to the card's notes (why these weights ship)")
+    p.add_argument("--train-command", default=None,
+                   help="the training command, for runs whose run.json does not record it")
     _card_options(p)
 
     p = sub.add_parser("report", help="write progress.png and val_grid.png for a run")
@@ -90,6 +94,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         from training.trainer import Trainer as TrainerClass
     trainer = TrainerClass(cfg, args.run_dir)
+    trainer.command = args.command_line
     try:
         ckpt = trainer.run_dir / CHECKPOINT_NAME
         if args.resume and ckpt.exists():
@@ -106,7 +111,8 @@ def _export(args: argparse.Namespace) -> int:
     from training.export import export_run
 
     card = export_run(args.run_dir, args.out, name=args.name, title=args.title, default=args.default,
-                      dtype=args.dtype, config=args.config)
+                      dtype=args.dtype, config=args.config, note=args.note, command=args.train_command,
+                      export_command=args.command_line)
     print(f"wrote {card.path} and {card.weights_file} (sha256 {card.sha256[:12]})")
     return 0
 
@@ -132,7 +138,9 @@ COMMANDS = {"psnr": _train, "gan": _train, "export": _export, "interpolate": _in
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = "cxr-train " + shlex.join(argv)  # recorded in run.json and the model card
 
     from engine.sr.weights import WeightsError
     from training.config import ConfigError

@@ -64,7 +64,10 @@ def _build(arch: str, params: dict[str, Any], state: dict[str, torch.Tensor], so
 
 
 def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWeights,
-                   parent: dict[str, Any] | None) -> dict[str, Any]:
+                   parent: dict[str, Any] | None, command: str | None = None,
+                   export_command: str | None = None) -> dict[str, Any]:
+    """The card's `training` record. `command` (the training command line) defaults to the ones
+    run.json recorded for the run's sessions; `export_command` is appended after them."""
     info_path = run_dir / RUN_INFO_NAME
     sessions = json.loads(info_path.read_text()).get("sessions", []) if info_path.is_file() else []
     last = load_run_file(run_dir / CHECKPOINT_NAME) if (run_dir / CHECKPOINT_NAME).is_file() else {}
@@ -74,8 +77,12 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
                     hr_patch=cfg.data.hr_patch, batch_size=cfg.data.batch_size)
     degradation = cfg.data.degradation if cfg is not None else "bicubic"
     wall = wall_time_s(run_dir)
+    speed = steps_per_second(run_dir)
     compute = sorted({f"{s['processes']} x {s['device_name'] or s['device']} ({s['device']}, "
                       f"{s['threads']} threads), {s['precision']}, torch {s['torch']}" for s in sessions})
+    if speed:
+        batch = f" at batch {cfg.data.batch_size} x {cfg.data.hr_patch}^2 HR patches" if cfg is not None else ""
+        compute.append(f"{speed['median']:.2f} it/s median ({speed['min']:.2f}-{speed['max']:.2f}){batch}")
     info = {
         "stage": cfg.stage if cfg is not None else last.get("stage", "psnr"),
         "run": run_dir.name,
@@ -87,11 +94,16 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
         "compute": "; ".join(compute) or "unknown (run.json missing)",
         "wall_time": f"{wall / 3600:.2f} h",
         "wall_time_s": round(wall, 1),
-        "steps_per_second": steps_per_second(run_dir),
+        "steps_per_second": speed,
         "commit": git_commit(),
         "trained_at_commits": sorted({s["commit"] for s in sessions}),
         "init_from": cfg.init_from if cfg is not None else None,
     }
+    commands = [command] if command else list(dict.fromkeys(s["command"] for s in sessions if s.get("command")))
+    if export_command:
+        commands.append(export_command)
+    if commands:
+        info["command"] = "; then ".join(commands)
     if cfg is not None:
         info["edge_fraction"] = cfg.data.edge_fraction
     return _with_lineage(info, parent)
@@ -150,10 +162,13 @@ def _metrics(weights: GeneratorWeights, cfg: TrainConfig | None, run_dir: Path) 
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *, name: str | None = None,
-               title: str = "", default: bool = False, dtype: str = "fp16", config: str | None = None) -> ModelCard:
+               title: str = "", default: bool = False, dtype: str = "fp16", config: str | None = None,
+               note: str = "", command: str | None = None, export_command: str | None = None) -> ModelCard:
     """Write `<name>.safetensors` + `<name>.json` for the run's best EMA generator.
 
-    `config` (file or preset) describes runs older than the config.yaml each run now keeps.
+    `config` (file or preset) describes runs older than the config.yaml each run now keeps; `note`
+    is added to the card's notes (why these weights ship); `command` names the training command of
+    runs whose run.json predates recording it.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -166,9 +181,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *, name: 
     name = name or run_dir.name
     card = ModelCard(
         name=name, title=title or name, architecture=arch, params=params,
-        training=_training_info(run_dir, cfg, weights, parent), metrics=_metrics(weights, cfg, run_dir),
+        training=_training_info(run_dir, cfg, weights, parent, command, export_command),
+        metrics=_metrics(weights, cfg, run_dir),
         licence="Apache-2.0 (weights); training images: NIH Clinical Center, no restriction on use, attribution required",
-        notes=f"EMA weights from {weights.source.name} of run {run_dir.name}.", default=default,
+        notes=" ".join(filter(None, [f"EMA weights from {weights.source.name} of run {run_dir.name}.", note.strip()])),
+        default=default,
         extra=_inherited_speed(parent, *model_hparams(model)),
     )
     return _save(model, Path(out_dir or models_dir()) / f"{name}.safetensors", card, dtype)

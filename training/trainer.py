@@ -125,6 +125,7 @@ class Trainer:
 
     loss_keys: tuple[str, ...] = ("loss",)
     select_best = True  # keep best_ema.pt by validation PSNR
+    command: str | None = None  # the command line that started this session (`cxr-train` sets it)
 
     def __init__(self, cfg: TrainConfig, run_dir: str | Path | None = None) -> None:
         self.cfg = cfg
@@ -405,6 +406,7 @@ class Trainer:
             "device": self.device.type, "device_name": _device_name(self.device),
             "processes": self.dist.world_size, "threads": torch.get_num_threads(),
             "precision": self.cfg.precision, "torch": torch.__version__, "commit": git_commit(),
+            **({"command": self.command} if self.command else {}),
         })
         info_path.write_text(json.dumps(info, indent=2) + "\n")
 

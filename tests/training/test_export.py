@@ -112,3 +112,35 @@ def test_a_run_from_shipped_weights_carries_their_lineage_into_its_card(two_runs
 def test_export_of_a_missing_run_is_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"cxr-train: The run folder {tmp_path / 'nothing'} does not exist; name a folder under runs/."
+
+
+def test_the_card_says_how_the_weights_were_made_without_hand_edits(tmp_path: Path) -> None:
+    """run.json keeps each session's command line; export joins them with its own, derives the
+    speed into `compute` and adds --note to the notes."""
+    import yaml
+
+    from tests.training.conftest import tiny_values
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_values(tmp_path / "runs", steps=4, log_every=2, val_every=4)))
+    run = tmp_path / "run"
+    assert main(["psnr", "--config", str(config), "--run-dir", str(run), "--steps", "2"]) == 0
+    assert main(["psnr", "--config", str(config), "--run-dir", str(run), "--resume"]) == 0
+    sessions = json.loads((run / "run.json").read_text())["sessions"]
+    train = f"cxr-train psnr --config {config} --run-dir {run}"
+    assert [s["command"] for s in sessions] == [f"{train} --steps 2", f"{train} --resume"]
+    log = run / "log.csv"  # tiny steps log elapsed_s 0.0: give the first session 4 s for its 2 steps
+    rows = log.read_text().splitlines()
+    log.write_text("\n".join([rows[0], rows[1].rsplit(",", 1)[0] + ",4.0", rows[2].rsplit(",", 1)[0] + ",1.0"]) + "\n")
+    out = tmp_path / "models"
+    assert main(["export", str(run), "--out", str(out), "--name", "m", "--note", "Better on 41 of 41."]) == 0
+    card = json.loads((out / "m.json").read_text())
+    training = card["training"]
+    assert training["command"] == (f"{train} --steps 2; then {train} --resume; then cxr-train export {run} "
+                                   f"--out {out} --name m --note 'Better on 41 of 41.'")
+    assert training["steps_per_second"] == {"min": 0.5, "median": 0.5, "max": 0.5}
+    assert training["compute"].endswith("; 0.50 it/s median (0.50-0.50) at batch 4 x 32^2 HR patches")
+    assert card["notes"] == "EMA weights from best_ema.pt of run run. Better on 41 of 41."
+    # a run older than the recorded command line names it on the export command line
+    legacy = export_run(run, out, name="m", command="cxr-train psnr --config old")
+    assert legacy.training["command"] == "cxr-train psnr --config old"
