@@ -600,6 +600,38 @@ def eval_models(args: argparse.Namespace) -> list[Any]:
                             tile=args.tile, overlap=args.overlap) for info in infos]
 
 
+# --- compare ------------------------------------------------------------------------------------
+
+def _read_report(path: str) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist; write one with `cxr-enhance eval --json-out`.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path} is not a readable JSON report ({exc}).") from None
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from engine import evaluation as ev
+
+    before = _read_report(args.before)
+    after = _read_report(args.after) if args.after else before
+    if args.after is None and not args.methods:
+        raise UsageError("with one report, name the two methods to compare: --methods A B.")
+    try:
+        rows = ev.compare_reports(before, after, [tuple(args.methods)] if args.methods else None)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(ev.format_comparison(rows))
+    if args.json_out:
+        from engine.fileio import atomic_write
+
+        report = {"before": args.before, "after": args.after or args.before, "rows": rows}
+        atomic_write(args.json_out, (json.dumps(report, indent=2) + "\n").encode())
+        say(f"comparison written to {args.json_out}")
+    return EXIT_OK
+
+
 # --- bench --------------------------------------------------------------------------------------
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -727,6 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
     _enhance_parser(sub)
     _models_parser(sub)
     _eval_parser(sub)
+    _compare_parser(sub)
     _bench_parser(sub)
     return parser
 
@@ -779,6 +812,21 @@ def _eval_parser(sub: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     _add_runtime_options(p, precision_default="fp32")
     p.set_defaults(func=cmd_eval)
+
+
+def _compare_parser(sub: Any) -> None:
+    p = sub.add_parser("compare", help="image-by-image differences between two eval reports",
+                       description="Before replacing a model: how many images the new weights "
+                                   "improve, by how much, and the worst one. BEFORE and AFTER are "
+                                   "`eval --json-out` reports; with one report, --methods A B "
+                                   "compares two of its methods (B - A).")
+    p.add_argument("before", metavar="BEFORE", help="eval report (JSON) of the old weights")
+    p.add_argument("after", metavar="AFTER", nargs="?", help="eval report (JSON) of the new weights")
+    p.add_argument("--methods", nargs=2, metavar=("A", "B"),
+                   help="compare method A (in BEFORE) with method B (in AFTER, or in BEFORE "
+                        "when there is one report), e.g. cxr-fast-x4 cxr-fidelity-x4")
+    p.add_argument("--json-out", metavar="FILE", help="write the comparison as JSON")
+    p.set_defaults(func=cmd_compare)
 
 
 def _bench_parser(sub: Any) -> None:

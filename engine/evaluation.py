@@ -486,3 +486,76 @@ def result_to_json(result: ProtocolResult) -> dict[str, Any]:
             "interior": INTERIOR_DEFINITION,
             "scale": SCALE, "seed": result.seed,
             "images": result.images, "methods": methods}
+
+
+# --- comparing two evaluations image by image ------------------------------------------------
+
+COMPARED_METRICS = ("psnr", "psnr_interior", "ssim", "ssim_interior")
+
+
+def _per_image(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """{(protocol, method): {image: scores}} of an `eval --json-out` report."""
+    try:
+        return {(p["protocol"], m["method"]): {s["image"]: s for s in m["per_image"]}
+                for p in report["protocols"] for m in p["methods"]}
+    except (KeyError, TypeError):
+        raise ValueError("this is not a report written by `cxr-enhance eval --json-out`") from None
+
+
+def compare_reports(before: dict[str, Any], after: dict[str, Any],
+                    pairs: Sequence[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """Image-by-image differences (after - before) between two eval reports, or two methods.
+
+    `pairs` names (method in `before`, method in `after`); without it every model evaluated in both
+    reports is compared with itself (the weights that replace shipped ones, say). Only images
+    scored in both count; SSIM differences are reported as they are, PSNR in dB. One row per
+    protocol, pair and metric: mean and median difference, images better / worse / equal, and
+    the worst and best image.
+    """
+    old, new = _per_image(before), _per_image(after)
+    if pairs is None:
+        models = sorted({m["method"] for p in after["protocols"] for m in p["methods"]
+                         if m.get("kind") == "model" and (p["protocol"], m["method"]) in old})
+        if not models:
+            raise ValueError("the two reports share no model; compare two methods with --methods")
+        pairs = [(name, name) for name in models]
+    rows = []
+    protocols = [p["protocol"] for p in after["protocols"]]
+    for a, b in pairs:
+        if not any((protocol, a) in old and (protocol, b) in new for protocol in protocols):
+            raise ValueError(f"no protocol has both {a!r} (before) and {b!r} (after); "
+                             "name methods as the report lists them (e.g. cxr-fast-x4, bicubic)")
+        for protocol in protocols:
+            if (protocol, a) not in old or (protocol, b) not in new:
+                continue
+            first, second = old[protocol, a], new[protocol, b]
+            images = sorted(set(first) & set(second))
+            for metric in COMPARED_METRICS:
+                diffs = [(second[i][metric] - first[i][metric], i) for i in images
+                         if first[i].get(metric) is not None and second[i].get(metric) is not None]
+                if not diffs:
+                    continue
+                values = np.array([d for d, _ in diffs])
+                rows.append({
+                    "protocol": protocol, "before": a, "after": b, "metric": metric, "images": len(values),
+                    "mean": float(values.mean()), "median": float(np.median(values)),
+                    "better": int((values > 0).sum()), "worse": int((values < 0).sum()),
+                    "equal": int((values == 0).sum()),
+                    "worst": {"image": min(diffs)[1], "diff": float(values.min())},
+                    "best": {"image": max(diffs)[1], "diff": float(values.max())},
+                })
+    return rows
+
+
+def format_comparison(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows of `compare_reports` as a table (dB for PSNR, SSIM x 1e4)."""
+    lines = [f"{'protocol':<14} {'before -> after':<36} {'metric':<18} {'mean':>8} {'median':>8} "
+             f"{'better':>8} {'worst':>8} {'best':>8}"]
+    for r in rows:
+        unit = 1.0 if r["metric"].startswith("psnr") else 1e4
+        label = r["metric"] + (" dB" if unit == 1.0 else " e-4")
+        pair = r["after"] if r["before"] == r["after"] else f"{r['before']} -> {r['after']}"
+        lines.append(f"{r['protocol']:<14} {pair:<36} {label:<18} {r['mean'] * unit:>+8.3f} "
+                     f"{r['median'] * unit:>+8.3f} {r['better']:>4}/{r['images']:<3} "
+                     f"{r['worst']['diff'] * unit:>+8.3f} {r['best']['diff'] * unit:>+8.3f}")
+    return "\n".join(lines)

@@ -363,3 +363,30 @@ def test_eval_crops_figure_has_a_column_per_method(models_dir: Path, tmp_path: P
     y0, x0, side = ev.lung_box(hr0.shape, 32)
     assert side == 32
     np.testing.assert_array_equal(hr_tile[::6, ::6], hr0[y0:y0 + 32, x0:x0 + 32])
+
+
+def test_compare_two_reports_and_two_methods(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def report(values: list[float]) -> dict:
+        return {"protocols": [{"protocol": "x4-native", "methods": [
+            {"method": "bicubic", "kind": "baseline", "per_image": [{"image": "a.png", "psnr": 30.0}]},
+            {"method": "m", "kind": "model", "per_image": [{"image": "a.png", "psnr": v} for v in values]}]}]}
+
+    old, new, out = tmp_path / "old.json", tmp_path / "new.json", tmp_path / "cmp.json"
+    old.write_text(json.dumps(report([31.0])))
+    new.write_text(json.dumps(report([31.25])))
+    assert main(["compare", str(old), str(new), "--json-out", str(out)]) == 0
+    assert "+0.250" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["before"], r["after"], r["metric"], r["better"]) for r in rows] == [("m", "m", "psnr", 1)]
+    assert main(["compare", str(new), "--methods", "bicubic", "m"]) == 0
+    assert "bicubic -> m" in capsys.readouterr().out
+    # one clear sentence for each mistake, exit code 2
+    assert main(["compare", str(new)]) == 2
+    assert "--methods A B" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "none.json"), str(new)]) == 2
+    assert "does not exist; write one with `cxr-enhance eval --json-out`" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{")
+    assert main(["compare", str(tmp_path / "bad.json"), str(new)]) == 2
+    assert "is not a readable JSON report" in capsys.readouterr().err
+    assert main(["compare", str(old), str(new), "--methods", "m", "nope"]) == 2
+    assert "no protocol has both 'm' (before) and 'nope' (after)" in capsys.readouterr().err

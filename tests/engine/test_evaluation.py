@@ -163,3 +163,39 @@ def test_difference_from_bicubic_is_what_the_model_added() -> None:
     np.testing.assert_allclose(diff, added, atol=1e-3)
     # an output a few pixels short (odd region sizes) gives the common part
     assert ev.difference_from_bicubic(lr, (base + added)[:46, :39], 4).shape == (46, 39)
+
+
+def _report(methods: dict[str, list[float]], kind: str = "model") -> dict:
+    """An eval report with one protocol; each method's per-image PSNR (SSIM = PSNR / 100)."""
+    return {"protocols": [{"protocol": "x4-native", "methods": [
+        {"method": name, "kind": "baseline" if name == "bicubic" else kind,
+         "per_image": [{"image": f"im{i}.png", "psnr": v, "psnr_interior": v + 1, "ssim": v / 100,
+                        "ssim_interior": None} for i, v in enumerate(values)]}
+        for name, values in methods.items()]}]}
+
+
+def test_compare_reports_counts_images_better_and_worse() -> None:
+    before = _report({"bicubic": [30.0, 30.0, 30.0], "m": [31.0, 32.0, 33.0]})
+    after = _report({"bicubic": [30.0, 30.0, 30.0], "m": [31.5, 31.0, 33.0]})
+    rows = {r["metric"]: r for r in ev.compare_reports(before, after)}  # models only: m -> m
+    assert set(rows) == {"psnr", "psnr_interior", "ssim"}  # no SSIM-interior scores: no row
+    psnr = rows["psnr"]
+    assert (psnr["before"], psnr["after"], psnr["images"]) == ("m", "m", 3)
+    assert psnr["mean"] == pytest.approx(-0.5 / 3) and psnr["median"] == pytest.approx(0.0)
+    assert (psnr["better"], psnr["worse"], psnr["equal"]) == (1, 1, 1)
+    assert psnr["worst"] == {"image": "im1.png", "diff": -1.0} and psnr["best"] == {"image": "im0.png", "diff": 0.5}
+    assert rows["ssim"]["mean"] == pytest.approx(-0.005 / 3)
+    # two methods of one report; images missing from one side are left out
+    rows = ev.compare_reports(before, _report({"m": [31.0, 35.0]}), [("bicubic", "m")])
+    assert rows[0]["images"] == 2 and rows[0]["mean"] == pytest.approx(3.0)
+    table = ev.format_comparison(rows)
+    assert "bicubic -> m" in table and "+3.000" in table and "2/2" in table
+
+
+def test_compare_reports_says_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="not a report written by"):
+        ev.compare_reports({"protocols": [{}]}, _report({"m": [1.0]}))
+    with pytest.raises(ValueError, match="share no model"):
+        ev.compare_reports(_report({"a": [1.0]}), _report({"b": [1.0]}))
+    with pytest.raises(ValueError, match="no protocol has both 'x' \\(before\\) and 'b'"):
+        ev.compare_reports(_report({"a": [1.0]}), _report({"b": [1.0]}), [("x", "b")])
