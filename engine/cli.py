@@ -532,7 +532,8 @@ class CropCollector:
 
 _CARD_KEYS = ("psnr", "ssim", "mse", "psnr_interior", "ssim_interior", "delta_psnr_vs_bicubic",
               "ssim_wins_vs_bicubic_pct", "delta_psnr_interior_vs_bicubic",
-              "ssim_interior_wins_vs_bicubic_pct")
+              "ssim_interior_wins_vs_bicubic_pct", "psnr_lungs", "ssim_lungs",
+              "delta_psnr_lungs_vs_bicubic", "ssim_lungs_wins_vs_bicubic_pct")
 
 
 def update_cards(report: dict[str, Any], methods: list[Any], args: argparse.Namespace) -> list[Path]:
@@ -567,6 +568,7 @@ def update_cards(report: dict[str, Any], methods: list[Any], args: argparse.Name
             key = protocol["protocol"] if precision == "fp32" else f"{protocol['protocol']}_{precision}"
             card.metrics[key] = entry
         card.metrics["interior"] = report["protocols"][0].get("interior", "")
+        card.metrics["lungs"] = report["protocols"][0].get("lungs", "")
         written.append(card.save(card_path))
     return written
 
@@ -808,7 +810,7 @@ def _eval_parser(sub: Any) -> None:
                    help="HR pixels per side of each crop (default 128)")
     p.add_argument("--update-card", action="store_true",
                    help="write the measured means into each evaluated model's card (metrics, "
-                        "per protocol: model, bicubic and Lanczos, whole image and interior)")
+                        "per protocol: model, bicubic and Lanczos, whole image, interior and lung fields)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     _add_runtime_options(p, precision_default="fp32")
     p.set_defaults(func=cmd_eval)

@@ -104,9 +104,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def quality_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     """Card metrics as a reader wants them, as (kind, name, text): kind "quality" for a protocol
-    (the model next to bicubic and Lanczos, whole image and interior; name says how many images),
-    "metric" for an entry of another shape, listed as it is. Shared by the viewer's model card and
-    `cxr-enhance models`."""
+    (the model next to bicubic and Lanczos, whole image, interior and lung fields; name says how
+    many images), "metric" for an entry of another shape, listed as it is. Shared by the viewer's
+    model card and `cxr-enhance models`."""
     rows = []
     for key, value in metrics.items():
         if isinstance(value, dict) and isinstance(value.get("model"), dict) and \
@@ -124,8 +124,10 @@ def quality_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
                 text += f", SSIM better on {model['ssim_wins_vs_bicubic_pct']:.0f} % of images"
             if model.get("delta_psnr_interior_vs_bicubic") is not None:
                 text += f"; away from the image edges {model['delta_psnr_interior_vs_bicubic']:+.2f} dB"
+            if model.get("delta_psnr_lungs_vs_bicubic") is not None:
+                text += f"; in the lung fields {model['delta_psnr_lungs_vs_bicubic']:+.2f} dB"
             rows.append(("quality", f"{key}{images}", text))
-        elif key not in ("interior", "measured_with", "val_images", "val_patients"):
+        elif key not in ("interior", "lungs", "measured_with", "val_images", "val_patients"):
             rows.append(("metric", key, short_value(value)))
     return rows
 

@@ -343,6 +343,14 @@ def test_eval_update_card_writes_the_means_and_keeps_the_rest(models_dir: Path, 
         means[TINY]["delta_psnr_interior_vs_bicubic"], abs=1e-4)
     assert entry["images"] == 1 and "--update-card" in entry["measured_with"]
     assert "16 HR pixels" in metrics["interior"]
+    assert entry["model"]["delta_psnr_lungs_vs_bicubic"] == pytest.approx(
+        means[TINY]["delta_psnr_lungs_vs_bicubic"], abs=1e-4)
+    assert "lung fields" in metrics["lungs"]
+    from engine.sr.card import quality_rows
+
+    text = next(t for kind, key, t in quality_rows(metrics) if key.startswith("x4-native"))
+    assert f"in the lung fields {entry['model']['delta_psnr_lungs_vs_bicubic']:+.2f} dB" in text
+    assert all(key != "lungs" for _, key, _ in quality_rows(metrics))
 
 
 def test_eval_crops_figure_has_a_column_per_method(models_dir: Path, tmp_path: Path) -> None:

@@ -81,6 +81,28 @@ def test_interior_from_one_ssim_map_equals_the_cropped_image() -> None:
     assert np.isnan(ev.metrics(sr[:38, :38], hr[:38, :38], margin=16)["ssim_interior"])
 
 
+def test_lung_fields_are_two_squares_in_the_lungs_scored_from_the_same_maps() -> None:
+    rng = np.random.default_rng(3)
+    hr = rng.random((200, 160))
+    sr = np.clip(hr + rng.normal(0, 0.05, hr.shape), 0, 1)
+    squares = ev.lung_fields(hr.shape)
+    # a quarter of the shorter side (40 px), centred 42 % down (84) and 28 % / 72 % across (45, 115)
+    assert squares == [(slice(64, 104), slice(25, 65)), (slice(64, 104), slice(95, 135))]
+    m = ev.metrics(sr, hr, lungs=True)
+    pooled = np.concatenate([(sr[sq] - hr[sq]).ravel() for sq in squares])
+    assert m["psnr_lungs"] == pytest.approx(-10 * np.log10(np.mean(pooled ** 2)), abs=1e-10)
+    _, ssim_map = structural_similarity(hr, sr, data_range=1.0, full=True)
+    assert m["ssim_lungs"] == pytest.approx(np.mean([ssim_map[sq].mean() for sq in squares]), abs=1e-12)
+    # an error outside the lung fields leaves them alone; one inside lowers them
+    outside, inside = sr.copy(), sr.copy()
+    outside[5, 5] = 1 - hr[5, 5]
+    inside[80, 40] = 1 - hr[80, 40]
+    assert ev.metrics(outside, hr, lungs=True)["psnr_lungs"] == m["psnr_lungs"]
+    assert ev.metrics(inside, hr, lungs=True)["psnr_lungs"] < m["psnr_lungs"]
+    assert "psnr_lungs" not in ev.metrics(sr, hr)
+    assert np.isnan(ev.metrics(sr[:24, :24], hr[:24, :24], lungs=True)["ssim_lungs"])  # 6-px squares
+
+
 def test_seed_pair_sizes_noise_and_determinism() -> None:
     img = _radiograph_like(256)
     lr1, hr1 = ev.seed_128to512_pair(img, np.random.default_rng(3))
@@ -148,6 +170,8 @@ def test_report_json_and_table(tmp_path: Path) -> None:
     assert len(lanczos["per_image"]) == 2
     assert lanczos["mean"]["delta_psnr_vs_bicubic"] is not None
     assert 0 <= lanczos["mean"]["ssim_wins_vs_bicubic_pct"] <= 100
+    assert lanczos["mean"]["delta_psnr_lungs_vs_bicubic"] is not None and "psnr_lungs" in lanczos["per_image"][0]
+    assert data["lungs"] == ev.LUNGS_DEFINITION
     table = ev.format_table(result)
     assert "bicubic" in table and "lanczos" in table
 
