@@ -202,10 +202,30 @@ def _inherited_speed(parent: dict[str, Any] | None, arch: str, params: dict[str,
 
 
 def _save(model: torch.nn.Module, path: Path, card: ModelCard, dtype: str) -> ModelCard:
+    before = _existing_card(path)
     card = save_model(model, path, card, dtype=dtype)
+    if before is not None and before.sha256 == card.sha256:
+        card = _keep_measurements(card, before)
     if card.default:
         _clear_other_defaults(path.parent, card.name)
     return card
+
+
+def _existing_card(weights: Path) -> ModelCard | None:
+    try:
+        return ModelCard.load(weights.with_suffix(".json"))
+    except (OSError, ValueError):
+        return None
+
+
+def _keep_measurements(card: ModelCard, before: ModelCard) -> ModelCard:
+    """Exporting the same weights again (to change the title, notes or default mark) keeps what
+    `cxr-enhance eval` and `bench --update-card` measured on them: same sha256, same numbers."""
+    metrics = {**{k: v for k, v in before.metrics.items() if k != "during_training"}, **card.metrics}
+    extra = {**card.extra, **({"speed": before.extra["speed"]} if "speed" in before.extra else {})}
+    kept = replace(card, metrics=metrics, extra=extra)
+    kept.save(kept.path)
+    return kept
 
 
 def _clear_other_defaults(folder: Path, keep: str) -> None:

@@ -559,4 +559,19 @@ def save_model(
 
 
 def _atomic_save(tensors: StateDict, path: Path, metadata: dict[str, str]) -> None:
-    atomic_write(path, save(tensors, metadata=metadata))
+    atomic_write(path, canonical_safetensors(save(tensors, metadata=metadata)))
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same file with its JSON header's keys sorted.
+
+    safetensors writes the header from a hash map, so the order of the metadata keys (and with
+    it the file's sha256) changes from one save to the next. Sorted, the same weights always give
+    the same bytes, and a card's sha256 names the weights, not the moment they were written. The
+    tensor offsets are unchanged; the header keeps its 8-byte-aligned, space-padded length.
+    """
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + size:]

@@ -164,6 +164,26 @@ def test_safetensors_without_card_uses_metadata(tmp_path):
     torch.testing.assert_close(run(loaded, IMAGE), run(model, IMAGE), atol=0, rtol=0)
 
 
+
+def test_the_same_weights_always_give_the_same_file(tmp_path):
+    """safetensors orders its header from a hash map; saved twice, the bytes and sha256 agree."""
+    from safetensors.torch import load_file
+
+    model = tiny_compact(convs=2)
+    first = save_model(model, tmp_path / "a.safetensors")
+    hashes = {save_model(model, tmp_path / f"again{i}.safetensors").sha256 for i in range(4)}
+    assert hashes == {first.sha256}
+    data = (tmp_path / "a.safetensors").read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header = data[8:8 + size]
+    assert size % 8 == 0 and header.rstrip(b" ").endswith(b"}")
+    keys = list(json.loads(header))
+    assert keys == sorted(keys) and "__metadata__" in keys
+    assert read_metadata(tmp_path / "a.safetensors")["architecture"] == "SRVGGNetCompact"
+    state = load_file(tmp_path / "a.safetensors")
+    for key, value in model.state_dict().items():
+        assert torch.equal(state[key], value.half())
+
 # ------------------------------------------------------- RGB -> gray
 
 

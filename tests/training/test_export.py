@@ -144,3 +144,21 @@ def test_the_card_says_how_the_weights_were_made_without_hand_edits(tmp_path: Pa
     # a run older than the recorded command line names it on the export command line
     legacy = export_run(run, out, name="m", command="cxr-train psnr --config old")
     assert legacy.training["command"] == "cxr-train psnr --config old"
+
+
+def test_re_exporting_the_same_weights_keeps_what_was_measured_on_them(two_runs: tuple[Path, Path],
+                                                                        tmp_path: Path) -> None:
+    psnr, gan = two_runs
+    out = tmp_path / "models"
+    card = export_run(psnr, out, name="m")
+    data = json.loads(card.path.read_text())
+    data["metrics"]["x4-native"] = {"model": {"psnr": 40.0}}  # as eval --update-card writes them
+    data["speed"] = {"cpu": {"s_per_mpx": 1.5}}  # as bench --update-card does
+    card.path.write_text(json.dumps(data))
+    again = export_run(psnr, out, name="m", title="M", note="Ships because it is better.", default=True)
+    assert again.sha256 == card.sha256 and again.title == "M" and again.default
+    assert again.metrics["x4-native"] == {"model": {"psnr": 40.0}} and "during_training" in again.metrics
+    assert again.extra["speed"] == {"cpu": {"s_per_mpx": 1.5}} and again.notes.endswith("better.")
+    assert ModelCard.load(out / "m.json") == again
+    other = export_run(gan, out, name="m")  # other weights: nothing measured on the old ones carries over
+    assert other.sha256 != card.sha256 and "x4-native" not in other.metrics and "speed" not in other.extra
