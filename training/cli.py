@@ -137,10 +137,24 @@ def _report(args: argparse.Namespace) -> int:
 COMMANDS = {"psnr": _train, "gan": _train, "export": _export, "interpolate": _interpolate, "report": _report}
 
 
+def _without_note(argv: list[str]) -> list[str]:
+    """The command line as a card records it: the --note text is in the card's notes already."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            out.append("...")
+        elif item.startswith("--note="):
+            out.append("--note=...")
+        else:
+            out.append(item)
+        skip = item == "--note" and not skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    args.command_line = "cxr-train " + shlex.join(argv)  # recorded in run.json and the model card
+    args.command_line = "cxr-train " + shlex.join(_without_note(argv))  # for run.json and the card
 
     from engine.sr.weights import WeightsError
     from training.config import ConfigError
