@@ -624,6 +624,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         rows = ev.compare_reports(before, after, [tuple(args.methods)] if args.methods else None)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.after and not args.methods:
+        for name in ev.same_weights(before, after):
+            say(f"{name}: the same weights in both reports, left out.")
     print(ev.format_comparison(rows))
     if args.json_out:
         from engine.fileio import atomic_write

@@ -547,12 +547,22 @@ def _per_image(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, dict[s
         raise ValueError("this is not a report written by `cxr-enhance eval --json-out`") from None
 
 
+def same_weights(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Models evaluated in both reports from the same weights file (equal sha256)."""
+    def hashes(report: dict[str, Any]) -> dict[str, str]:
+        return {m["method"]: m["sha256"] for p in report.get("protocols", []) for m in p.get("methods", [])
+                if m.get("kind") == "model" and m.get("sha256")}
+    old, new = hashes(before), hashes(after)
+    return sorted(name for name in new if old.get(name) == new[name])
+
+
 def compare_reports(before: dict[str, Any], after: dict[str, Any],
                     pairs: Sequence[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     """Image-by-image differences (after - before) between two eval reports, or two methods.
 
     `pairs` names (method in `before`, method in `after`); without it every model evaluated in both
-    reports is compared with itself (the weights that replace shipped ones, say). Only images
+    reports from different weights is compared with itself (the weights that replace shipped
+    ones, say; `same_weights` lists those left out). Only images
     scored in both count; SSIM differences are reported as they are, PSNR in dB. One row per
     protocol, pair and metric: mean and median difference, images better / worse / equal, and
     the worst and best image.
@@ -560,9 +570,11 @@ def compare_reports(before: dict[str, Any], after: dict[str, Any],
     old, new = _per_image(before), _per_image(after)
     if pairs is None:
         models = sorted({m["method"] for p in after["protocols"] for m in p["methods"]
-                         if m.get("kind") == "model" and (p["protocol"], m["method"]) in old})
+                         if m.get("kind") == "model" and (p["protocol"], m["method"]) in old}
+                        - set(same_weights(before, after)))
         if not models:
-            raise ValueError("the two reports share no model; compare two methods with --methods")
+            raise ValueError("the two reports share no model with different weights; "
+                             "compare two methods with --methods")
         pairs = [(name, name) for name in models]
     rows = []
     protocols = [p["protocol"] for p in after["protocols"]]

@@ -221,5 +221,10 @@ def test_compare_reports_says_what_is_wrong() -> None:
         ev.compare_reports({"protocols": [{}]}, _report({"m": [1.0]}))
     with pytest.raises(ValueError, match="share no model"):
         ev.compare_reports(_report({"a": [1.0]}), _report({"b": [1.0]}))
+    same = _report({"a": [1.0]})
+    same["protocols"][0]["methods"][0]["sha256"] = "abc"
+    assert ev.same_weights(same, same) == ["a"]
+    with pytest.raises(ValueError, match="no model with different weights"):
+        ev.compare_reports(same, same)
     with pytest.raises(ValueError, match="no protocol has both 'x' \\(before\\) and 'b'"):
         ev.compare_reports(_report({"a": [1.0]}), _report({"b": [1.0]}), [("x", "b")])
