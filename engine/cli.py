@@ -530,19 +530,15 @@ class CropCollector:
         return atomic_write(self.out, lambda handle: figure.save(handle, format="PNG"))
 
 
-_CARD_KEYS = ("psnr", "ssim", "mse", "psnr_interior", "ssim_interior", "delta_psnr_vs_bicubic",
-              "ssim_wins_vs_bicubic_pct", "delta_psnr_interior_vs_bicubic",
-              "ssim_interior_wins_vs_bicubic_pct", "psnr_lungs", "ssim_lungs",
-              "delta_psnr_lungs_vs_bicubic", "ssim_lungs_wins_vs_bicubic_pct")
-
-
 def update_cards(report: dict[str, Any], methods: list[Any], args: argparse.Namespace) -> list[Path]:
     """Merge each model's means (and the baselines') into its card; other card keys are kept.
 
     fp32 results go under the protocol's name; another precision under "<protocol>_<precision>".
     """
+    from engine.evaluation import REGIONS, region_keys
     from engine.sr.card import ModelCard
 
+    card_keys = {"mse", *(key for region in REGIONS for key in region_keys(region))}
     written = []
     for method in methods:
         card_path = getattr(method, "card_path", None)
@@ -559,7 +555,7 @@ def update_cards(report: dict[str, Any], methods: list[Any], args: argparse.Name
 
             def pick(mean: dict[str, Any]) -> dict[str, Any]:
                 return {k: (round(v, 7 if k == "mse" else 4) if isinstance(v, float) else v)
-                        for k, v in mean.items() if k in _CARD_KEYS and v is not None}
+                        for k, v in mean.items() if k in card_keys and v is not None}
 
             entry = {"bicubic": pick(means.get("bicubic", {})),
                      "lanczos": pick(means.get("lanczos", {})),

@@ -455,31 +455,33 @@ def display_name(path: Path, root: Path | None) -> str:
 
 # --- reporting ---------------------------------------------------------------------------------
 
+# The regions every image is scored on, as the suffix of their metric names: the whole image
+# (the protocols' own numbers), the interior (INTERIOR_MARGIN) and the lung fields (LUNG_FIELDS).
+REGIONS = ("", "_interior", "_lungs")
+
+
+def region_keys(suffix: str) -> tuple[str, str, str, str]:
+    """A region's summary keys: mean PSNR, mean SSIM, PSNR gain and SSIM win rate over bicubic."""
+    return (f"psnr{suffix}", f"ssim{suffix}", f"delta_psnr{suffix}_vs_bicubic",
+            f"ssim{suffix}_wins_vs_bicubic_pct")
+
+
 def summary_rows(result: ProtocolResult, reference: str = "bicubic") -> list[dict[str, Any]]:
-    """One row per method: means, and against the reference the PSNR gain and SSIM win rate."""
+    """One row per method: means, and against the reference the PSNR gain and SSIM win rate,
+    for each of the REGIONS."""
     ref = result.by_name(reference)
     rows = []
     for m in result.methods:
-        row: dict[str, Any] = {"method": m.method, "kind": m.kind, "psnr": m.mean("psnr"),
-                               "ssim": m.mean("ssim"), "mse": m.mean("mse"),
-                               "seconds_per_image": m.mean("seconds"),
-                               "delta_psnr_vs_bicubic": None, "ssim_wins_vs_bicubic_pct": None,
-                               "psnr_interior": m.mean("psnr_interior"),
-                               "ssim_interior": m.mean("ssim_interior"),
-                               "delta_psnr_interior_vs_bicubic": None,
-                               "ssim_interior_wins_vs_bicubic_pct": None,
-                               "psnr_lungs": m.mean("psnr_lungs"), "ssim_lungs": m.mean("ssim_lungs"),
-                               "delta_psnr_lungs_vs_bicubic": None, "ssim_lungs_wins_vs_bicubic_pct": None}
-        if ref is not None and m is not ref and m.scores:
-            pairs = list(zip(m.scores, ref.scores, strict=True))
-            row["delta_psnr_vs_bicubic"] = row["psnr"] - ref.mean("psnr")
-            row["ssim_wins_vs_bicubic_pct"] = 100.0 * sum(a.ssim > b.ssim for a, b in pairs) / len(pairs)
-            row["delta_psnr_interior_vs_bicubic"] = row["psnr_interior"] - ref.mean("psnr_interior")
-            row["ssim_interior_wins_vs_bicubic_pct"] = (
-                100.0 * sum(a.ssim_interior > b.ssim_interior for a, b in pairs) / len(pairs))
-            row["delta_psnr_lungs_vs_bicubic"] = row["psnr_lungs"] - ref.mean("psnr_lungs")
-            row["ssim_lungs_wins_vs_bicubic_pct"] = (
-                100.0 * sum(a.ssim_lungs > b.ssim_lungs for a, b in pairs) / len(pairs))
+        row: dict[str, Any] = {"method": m.method, "kind": m.kind, "mse": m.mean("mse"),
+                               "seconds_per_image": m.mean("seconds")}
+        compared = ref is not None and m is not ref and m.scores
+        pairs = list(zip(m.scores, ref.scores, strict=True)) if compared else []
+        for suffix in REGIONS:
+            psnr, ssim, delta, wins = region_keys(suffix)
+            row.update({psnr: m.mean(psnr), ssim: m.mean(ssim), delta: None, wins: None})
+            if compared:
+                row[delta] = row[psnr] - ref.mean(psnr)
+                row[wins] = 100.0 * sum(getattr(a, ssim) > getattr(b, ssim) for a, b in pairs) / len(pairs)
         rows.append(row)
     return rows
 
@@ -535,7 +537,7 @@ def result_to_json(result: ProtocolResult) -> dict[str, Any]:
 
 # --- comparing two evaluations image by image ------------------------------------------------
 
-COMPARED_METRICS = ("psnr", "psnr_interior", "psnr_lungs", "ssim", "ssim_interior", "ssim_lungs")
+COMPARED_METRICS = tuple(f"psnr{r}" for r in REGIONS) + tuple(f"ssim{r}" for r in REGIONS)
 
 
 def _per_image(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:

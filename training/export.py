@@ -203,9 +203,10 @@ def _inherited_speed(parent: dict[str, Any] | None, arch: str, params: dict[str,
 
 def _save(model: torch.nn.Module, path: Path, card: ModelCard, dtype: str) -> ModelCard:
     before = _existing_card(path)
-    card = save_model(model, path, card, dtype=dtype)
+    card = save_model(model, path, card, dtype=dtype, write_card=False)
     if before is not None and before.sha256 == card.sha256:
         card = _keep_measurements(card, before)
+    card.save(path.with_suffix(".json"))
     if card.default:
         _clear_other_defaults(path.parent, card.name)
     return card
@@ -223,9 +224,7 @@ def _keep_measurements(card: ModelCard, before: ModelCard) -> ModelCard:
     `cxr-enhance eval` and `bench --update-card` measured on them: same sha256, same numbers."""
     metrics = {**{k: v for k, v in before.metrics.items() if k != "during_training"}, **card.metrics}
     extra = {**card.extra, **({"speed": before.extra["speed"]} if "speed" in before.extra else {})}
-    kept = replace(card, metrics=metrics, extra=extra)
-    kept.save(kept.path)
-    return kept
+    return replace(card, metrics=metrics, extra=extra)
 
 
 def _clear_other_defaults(folder: Path, keep: str) -> None:
