@@ -98,3 +98,22 @@ def test_the_readme_table_carries_the_reports_numbers():
                 assert written == "", (cells[:2], key)
             else:
                 assert written == fmt.format(value), (cells[:2], key, written, value)
+
+
+def test_every_published_eval_report_is_of_the_shipped_weights_and_in_its_card():
+    """A report left behind by weights that were replaced would be a claim about nothing we ship;
+    the bf16 reports are the card's `x4-native_bf16` numbers."""
+    cards = _cards()
+    reports = sorted((ROOT / "docs" / "benchmarks").glob("eval_*.json"))
+    assert REPORT in reports
+    for path in reports:
+        for protocol in json.loads(path.read_text())["protocols"]:
+            for method in protocol["methods"]:
+                if method["kind"] != "model":
+                    continue
+                card = cards[method["method"]]
+                assert method["sha256"] == card["sha256"], (path.name, method["method"])
+                if method["settings"].get("resolved_precision") == "bf16":
+                    stored = card["metrics"][f"{protocol['protocol']}_bf16"]["model"]
+                    for key in ("psnr", "ssim", "psnr_interior", "psnr_lungs"):
+                        assert stored[key] == pytest.approx(method["mean"][key], abs=6e-4), (path.name, key)
