@@ -5,6 +5,7 @@
   cxr-train interpolate --psnr runs/gpu-full --gan runs/gan --alpha 0.8 --out resources/models/x.safetensors
   cxr-train export runs/cpu-fast [--out DIR] [--name NAME] [--default] [--note TEXT]
   cxr-train report runs/cpu-fast
+  cxr-train lineage runs/cpu-fidelity runs/cpu-fidelity-2 [--reference cxr-fast-x4] [--out curve.png]
 
 Several processes (GPUs or CPU nodes): torchrun --nproc_per_node N -m training.cli psnr ...
 """
@@ -70,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write progress.png and val_grid.png for a run")
     p.add_argument("run_dir")
     p.add_argument("--config", default=None, help="config, when the run folder has no config.yaml")
+
+    p = sub.add_parser("lineage", help="a model's validation gain over all the runs that trained it, end to end")
+    p.add_argument("run_dirs", nargs="+", help="the run folders, in training order")
+    p.add_argument("--reference", action="append", default=[], metavar="MODEL",
+                   help="also measure this model on the same validation images (repeatable)")
+    p.add_argument("--out", default=None, help="write the plot to this PNG")
+    p.add_argument("--title", default="", help="the plot's title")
     return parser
 
 
@@ -134,7 +142,18 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"psnr": _train, "gan": _train, "export": _export, "interpolate": _interpolate, "report": _report}
+def _lineage(args: argparse.Namespace) -> int:
+    from training.lineage import lineage
+
+    print(lineage([Path(d) for d in args.run_dirs], Path(args.out) if args.out else None, args.reference,
+                  args.title))
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+COMMANDS = {"psnr": _train, "gan": _train, "export": _export, "interpolate": _interpolate, "report": _report,
+            "lineage": _lineage}
 
 
 def _without_note(argv: list[str]) -> list[str]:

@@ -1,0 +1,187 @@
+"""A model's training history across runs: its validation gain over bicubic as one curve.
+
+A shipped model is often trained in several runs, each starting from the weights the one before it
+exported (`cpu-fidelity`, then `cpu-fidelity-continue` again and again). Each run's `log.csv`
+counts its own steps; `cxr-train lineage` lays the runs end to end, draws the whole-image and
+interior gain over bicubic on the runs' validation images, and, with `--reference MODEL`, the
+same two numbers for another model measured on the same images by the same code, so the plot
+answers "how far is this model from that one, and how fast is it closing".
+
+  cxr-train lineage runs/cpu-fidelity runs/cpu-fidelity-2 ... --reference cxr-fast-x4 --out curve.png
+
+Runs validated on different images cannot share a curve: their bicubic PSNR differs, and that is
+refused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.config import ConfigError
+from training.report import read_log, wall_time_s
+
+# Two runs validated the same images when their bicubic PSNR agrees to this (log.csv keeps 4 decimals).
+SAME_BICUBIC_DB = 1e-3
+
+
+@dataclass
+class Segment:
+    """One run, placed on the lineage's step axis."""
+
+    name: str
+    offset: int  # lineage step at which the run started
+    steps: int  # the run's last logged step
+    wall_s: float
+    bicubic_psnr: float | None
+    whole: list[tuple[int, float]] = field(default_factory=list)  # (lineage step, gain dB)
+    interior: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.steps
+
+
+def read_lineage(run_dirs: list[Path]) -> list[Segment]:
+    """The runs in training order, end to end; ConfigError for a missing log or another val set."""
+    segments: list[Segment] = []
+    offset = 0
+    for run_dir in run_dirs:
+        series = read_log(Path(run_dir))
+        if not series:
+            raise ConfigError(f"{run_dir} has no log.csv; name the run folders the model was trained in.")
+        steps = max(step for points in series.values() for step, _ in points)
+        bicubic = series.get("bicubic_psnr", [])
+        segment = Segment(
+            name=Path(run_dir).name, offset=offset, steps=steps, wall_s=wall_time_s(Path(run_dir)),
+            bicubic_psnr=bicubic[-1][1] if bicubic else None,
+            whole=[(offset + s, v) for s, v in series.get("gain_db", [])],
+            interior=[(offset + s, v) for s, v in series.get("gain_interior_db", [])],
+        )
+        _check_same_images(segments, segment)
+        segments.append(segment)
+        offset += steps
+    return segments
+
+
+def _check_same_images(before: list[Segment], segment: Segment) -> None:
+    known = [s for s in before if s.bicubic_psnr is not None]
+    if not known or segment.bicubic_psnr is None:
+        return
+    first = known[0]
+    if abs(first.bicubic_psnr - segment.bicubic_psnr) > SAME_BICUBIC_DB:
+        raise ConfigError(
+            f"{segment.name} was validated on other images than {first.name} (bicubic "
+            f"{segment.bicubic_psnr:.4f} dB against {first.bicubic_psnr:.4f}); their gains cannot "
+            "share a curve: leave one of them out."
+        )
+
+
+def reference_gains(model: str | Path, cfg: Any) -> tuple[str, dict[str, float]]:
+    """(model name, its gain over bicubic on a run's validation images, computed as the trainer does)."""
+    from engine.sr.registry import ModelNotFound, find_model
+    from engine.sr.weights import load_model
+    from training.data import load_pairs, train_val_files, val_crops
+    from training.report import run_model
+    from training.trainer import bicubic_upsample, quality
+
+    try:
+        info = find_model(model)
+    except ModelNotFound as exc:
+        raise ConfigError(f"{exc} (the --reference model)") from None
+    network, _ = load_model(info.weights_path, card=info.card)
+    data = cfg.data
+    files = train_val_files(data.train, data.val, cfg.seed)[1]
+    pairs = val_crops(load_pairs(files, data.scale, data.val_crops), data.scale, data.val_crop_size,
+                      data.val_crops)
+    if not pairs:
+        raise ConfigError(f"The run's validation folder {data.val} has no images.")
+    rows = [(quality(run_model(network, p.lr), p.hr / 255.0),
+             quality(bicubic_upsample(p.lr, data.scale), p.hr / 255.0)) for p in pairs]
+    n = len(rows)
+    out = {"bicubic_psnr": sum(b["psnr"] for _, b in rows) / n,
+           "gain_db": sum(q["psnr"] - b["psnr"] for q, b in rows) / n}
+    inner = [q["psnr_interior"] - b["psnr_interior"] for q, b in rows]
+    if all(math.isfinite(v) for v in inner):
+        out["gain_interior_db"] = sum(inner) / n
+    return info.name, out
+
+
+def format_lineage(segments: list[Segment], references: dict[str, dict[str, float]] | None = None) -> str:
+    """One line per run: its steps and hours, and the gains it started and ended at."""
+
+    def span(points: list[tuple[int, float]]) -> str:
+        if not points:
+            return "-"
+        return f"{points[0][1]:+.3f} -> {points[-1][1]:+.3f}"
+
+    lines = [f"{'run':<24} {'steps':>11} {'hours':>6}  {'whole gain dB':<18} interior gain dB"]
+    for s in segments:
+        lines.append(f"{s.name:<24} {s.offset:>5}-{s.end:<5} {s.wall_s / 3600:>6.2f}  "
+                     f"{span(s.whole):<18} {span(s.interior)}")
+    total_h = sum(s.wall_s for s in segments) / 3600
+    lines.append(f"{'all':<24} {segments[-1].end if segments else 0:>11} {total_h:>6.2f}")
+    for name, gains in (references or {}).items():
+        interior = gains.get("gain_interior_db")
+        lines.append(f"reference {name}: whole {gains['gain_db']:+.3f} dB"
+                     + (f", interior {interior:+.3f} dB" if interior is not None else "")
+                     + f" (same images, bicubic {gains['bicubic_psnr']:.4f} dB)")
+    return "\n".join(lines)
+
+
+def write_lineage_plot(segments: list[Segment], out: Path, references: dict[str, dict[str, float]] | None = None,
+                       title: str = "") -> Path:
+    """Whole-image and interior gain over bicubic against the lineage step, runs marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, (ax_whole, ax_inner) = plt.subplots(1, 2, figsize=(12, 4.2), sharex=True)
+    for ax, key, label in ((ax_whole, "whole", "whole image"), (ax_inner, "interior", "interior")):
+        for i, s in enumerate(segments):
+            points = getattr(s, key)
+            if points:
+                steps, gains = zip(*points, strict=True)
+                ax.plot(steps, gains, "-o", color="C0", markersize=3, label="model (EMA)" if i == 0 else None)
+            if i:
+                ax.axvline(s.offset, color="0.8", linewidth=0.8, zorder=0)
+        for j, (name, gains) in enumerate((references or {}).items()):
+            value = gains.get("gain_db" if key == "whole" else "gain_interior_db")
+            if value is not None:
+                ax.axhline(value, linestyle="--", color=f"C{j + 1}", label=f"{name} ({value:+.2f})")
+        ax.set(xlabel="step, all runs end to end (grey lines: a new run)", ylabel="dB over bicubic",
+               title=f"validation gain, {label} (x4-native)")
+        ax.legend(loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def lineage(run_dirs: list[Path], out: Path | None, references: list[str], title: str = "") -> str:
+    """`cxr-train lineage`: the table (returned) and, with `out`, the plot."""
+    from training.export import run_config
+
+    segments = read_lineage(run_dirs)
+    measured: dict[str, dict[str, float]] = {}
+    if references:
+        cfg = run_config(Path(run_dirs[-1]))
+        if cfg is None:
+            raise ConfigError(f"{run_dirs[-1]} has no config.yaml, so its validation images are unknown; "
+                              "leave out --reference.")
+        for name in references:
+            name, gains = reference_gains(name, cfg)
+            last = segments[-1].bicubic_psnr
+            if last is not None and abs(gains["bicubic_psnr"] - last) > SAME_BICUBIC_DB:
+                raise ConfigError(f"The reference was measured on other images than {segments[-1].name} "
+                                  f"(bicubic {gains['bicubic_psnr']:.4f} against {last:.4f} dB).")
+            measured[name] = gains
+    if out is not None:
+        write_lineage_plot(segments, out, measured, title)
+    return format_lineage(segments, measured)
