@@ -15,7 +15,6 @@ refused.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +84,7 @@ def reference_gains(model: str | Path, cfg: Any) -> tuple[str, dict[str, float]]
     from engine.sr.weights import load_model
     from training.data import load_pairs, train_val_files, val_crops
     from training.report import run_model
-    from training.trainer import bicubic_upsample, quality
+    from training.trainer import bicubic_upsample, quality, validation_summary
 
     try:
         info = find_model(model)
@@ -100,13 +99,7 @@ def reference_gains(model: str | Path, cfg: Any) -> tuple[str, dict[str, float]]
         raise ConfigError(f"The run's validation folder {data.val} has no images.")
     rows = [(quality(run_model(network, p.lr), p.hr / 255.0),
              quality(bicubic_upsample(p.lr, data.scale), p.hr / 255.0)) for p in pairs]
-    n = len(rows)
-    out = {"bicubic_psnr": sum(b["psnr"] for _, b in rows) / n,
-           "gain_db": sum(q["psnr"] - b["psnr"] for q, b in rows) / n}
-    inner = [q["psnr_interior"] - b["psnr_interior"] for q, b in rows]
-    if all(math.isfinite(v) for v in inner):
-        out["gain_interior_db"] = sum(inner) / n
-    return info.name, out
+    return info.name, validation_summary(rows)
 
 
 def format_lineage(segments: list[Segment], references: dict[str, dict[str, float]] | None = None) -> str:

@@ -97,6 +97,25 @@ def quality(sr: np.ndarray, hr: np.ndarray) -> dict[str, float]:
     return metrics(sr, hr, margin=INTERIOR_MARGIN)
 
 
+
+def validation_summary(rows: list[tuple[dict[str, float], dict[str, float]]]) -> dict[str, float]:
+    """log.csv's validation columns from (model quality, bicubic quality) per image."""
+    n = len(rows)
+    out = {
+        "val_psnr": sum(q["psnr"] for q, _ in rows) / n,
+        "val_ssim": sum(q["ssim"] for q, _ in rows) / n,
+        "bicubic_psnr": sum(b["psnr"] for _, b in rows) / n,
+        "bicubic_ssim": sum(b["ssim"] for _, b in rows) / n,
+    }
+    out["gain_db"] = out["val_psnr"] - out["bicubic_psnr"]
+    inner = [(q["psnr_interior"], b["psnr_interior"]) for q, b in rows]
+    if all(math.isfinite(a) and math.isfinite(b) for a, b in inner):  # crops too small: left out
+        out["val_psnr_interior"] = sum(a for a, _ in inner) / n
+        out["bicubic_psnr_interior"] = sum(b for _, b in inner) / n
+        out["gain_interior_db"] = out["val_psnr_interior"] - out["bicubic_psnr_interior"]
+    return out
+
+
 def git_commit(repo: Path | None = None) -> str:
     """The checkout's commit ("+dirty" when it has changes), or "unknown" outside git."""
     repo = repo or Path(__file__).resolve().parent.parent
@@ -288,23 +307,9 @@ class Trainer:
 
     @torch.inference_mode()
     def validate(self) -> dict[str, float]:
-        rows = []
-        for pair, base in zip(self.val_set, self.val_bicubic, strict=True):
-            rows.append((quality(self.enhance(self.ema.model, pair.lr), pair.hr / 255.0), base))
-        n = len(rows)
-        out = {
-            "val_psnr": sum(q["psnr"] for q, _ in rows) / n,
-            "val_ssim": sum(q["ssim"] for q, _ in rows) / n,
-            "bicubic_psnr": sum(b["psnr"] for _, b in rows) / n,
-            "bicubic_ssim": sum(b["ssim"] for _, b in rows) / n,
-        }
-        out["gain_db"] = out["val_psnr"] - out["bicubic_psnr"]
-        inner = [(q["psnr_interior"], b["psnr_interior"]) for q, b in rows]
-        if all(math.isfinite(a) and math.isfinite(b) for a, b in inner):  # crops too small: left out
-            out["val_psnr_interior"] = sum(a for a, _ in inner) / n
-            out["bicubic_psnr_interior"] = sum(b for _, b in inner) / n
-            out["gain_interior_db"] = out["val_psnr_interior"] - out["bicubic_psnr_interior"]
-        return out
+        rows = [(quality(self.enhance(self.ema.model, pair.lr), pair.hr / 255.0), base)
+                for pair, base in zip(self.val_set, self.val_bicubic, strict=True)]
+        return validation_summary(rows)
 
     def write_report(self) -> None:
         """Loss / PSNR plot and the LR | bicubic | model | HR grid, beside the log."""
