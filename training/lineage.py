@@ -134,11 +134,13 @@ def write_lineage_plot(segments: list[Segment], out: Path, references: dict[str,
 
     fig, (ax_whole, ax_inner) = plt.subplots(1, 2, figsize=(12, 4.2), sharex=True)
     for ax, key, label in ((ax_whole, "whole", "whole image"), (ax_inner, "interior", "interior")):
+        labelled = False  # one legend entry, on the first run that has points (early runs lack interior)
         for i, s in enumerate(segments):
             points = getattr(s, key)
             if points:
                 steps, gains = zip(*points, strict=True)
-                ax.plot(steps, gains, "-o", color="C0", markersize=3, label="model (EMA)" if i == 0 else None)
+                ax.plot(steps, gains, "-o", color="C0", markersize=3, label=None if labelled else "model (EMA)")
+                labelled = True
             if i:
                 ax.axvline(s.offset, color="0.8", linewidth=0.8, zorder=0)
         for j, (name, gains) in enumerate((references or {}).items()):

@@ -4,6 +4,7 @@ reference model measured on the same validation images by the trainer's own code
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,3 +103,24 @@ def test_lineage_without_out_writes_nothing(two_runs: list[Path], tmp_path: Path
     before = sorted(p.name for p in tmp_path.iterdir())
     assert "first" in lineage(two_runs, None, [])
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_both_panels_label_the_model_when_the_first_run_lacks_interior(two_runs: list[Path], tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Early runs logged no interior gain; the interior panel's legend still names the model's line."""
+    from matplotlib.figure import Figure
+
+    from training.lineage import write_lineage_plot
+
+    first, second = read_lineage(two_runs)
+    first = dataclasses.replace(first, interior=[])
+    legends: list[list[str]] = []
+    save = Figure.savefig
+
+    def spy(fig: Figure, *args: object, **kwargs: object) -> None:
+        legends.extend([t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes)
+        save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    write_lineage_plot([first, second], tmp_path / "l.png", {"ref": {"gain_db": 1.0, "gain_interior_db": 0.5}})
+    assert legends == [["model (EMA)", "ref (+1.00)"], ["model (EMA)", "ref (+0.50)"]]
