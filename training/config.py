@@ -33,6 +33,8 @@ class DataConfig:
     batch_size: int = 16
     degradation: str = "bicubic"  # "bicubic" (x4-native protocol) or "realistic"
     edge_fraction: float = 0.0  # share of patches snapped to an image edge or corner (see data.py)
+    hard_fraction: float = 0.0  # share of the other patches taken where bicubic errs most (see data.py)
+    hard_candidates: int = 8  # uniform positions a hard patch is chosen from
     val_crops: int = 8  # fixed centre crops of val images used for validation during training
     val_crop_size: int = 256  # HR size of each validation crop
     max_images: int | None = None
@@ -193,6 +195,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.hr_patch ({cfg.data.hr_patch}) must be a multiple of the scale.")
     if not 0.0 <= cfg.data.edge_fraction <= 1.0:
         raise ConfigError(f"data.edge_fraction ({cfg.data.edge_fraction}) must be between 0 and 1.")
+    if not 0.0 <= cfg.data.hard_fraction <= 1.0:
+        raise ConfigError(f"data.hard_fraction ({cfg.data.hard_fraction}) must be between 0 and 1.")
+    if cfg.data.hard_candidates < 2:
+        raise ConfigError(f"data.hard_candidates ({cfg.data.hard_candidates}) must be at least 2.")
     if cfg.data.degradation not in ("bicubic", "realistic"):
         raise ConfigError(f"data.degradation must be 'bicubic' or 'realistic', not {cfg.data.degradation!r}.")
     if cfg.data.degradation == "realistic" and cfg.data.hr_patch < 32:

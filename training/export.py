@@ -106,6 +106,9 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
         info["command"] = "; then ".join(commands)
     if cfg is not None:
         info["edge_fraction"] = cfg.data.edge_fraction
+        if cfg.data.hard_fraction:  # absent on cards of runs that never used it
+            info["hard_fraction"] = cfg.data.hard_fraction
+            info["hard_candidates"] = cfg.data.hard_candidates
     return _with_lineage(info, parent)
 
 

@@ -179,7 +179,8 @@ class Trainer:
         degradation = RealisticDegradation() if cfg.data.degradation == "realistic" else None
         # Rank 0 keeps the configured seed, so one process samples what it always did.
         self.sampler = PatchSampler(train_pairs, cfg.data.scale, cfg.data.hr_patch, cfg.data.batch_size,
-                                    cfg.seed + self.dist.rank, degradation, cfg.data.edge_fraction)
+                                    cfg.seed + self.dist.rank, degradation, cfg.data.edge_fraction,
+                                    cfg.data.hard_fraction, cfg.data.hard_candidates)
         self.val_set: list[Pair] = []
         self.grid_set: list[Pair] = []
         self.val_bicubic: list[dict[str, float]] = []

@@ -57,6 +57,8 @@ def test_config_round_trips_through_plain_values(tmp_path: Path) -> None:
         ({"stage": "gan", "init_from": "x", "gan__feature_loss": "lpips"}, "feature_loss"),
         ({"data__workers": -1}, "workers"),
         ({"data__edge_fraction": 1.5}, "edge_fraction"),
+        ({"data__hard_fraction": -0.1}, "hard_fraction"),
+        ({"data__hard_candidates": 1}, "hard_candidates"),
         ({"model__zero_init_last": True, "model__params": {"num_feat": 8, "num_conv": 2, "upsample_residual": None}},
          "upsample_residual"),
     ],

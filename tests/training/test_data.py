@@ -102,6 +102,46 @@ def test_edge_fraction_snaps_patches_to_the_image_border() -> None:
         PatchSampler([pair], 4, 32, 1, edge_fraction=1.5)
 
 
+def _labelled(size: int = 512) -> Pair:
+    """A smooth gradient with one small block of 2-pixel black-and-white bars, like burned-in lettering."""
+    ramp = np.linspace(60, 160, size, dtype=np.float32)
+    hr = np.rint(np.repeat(ramp[:, None], size, axis=1)).astype(np.uint8)
+    hr[200:240, 300:380] = np.where((np.arange(80) // 2) % 2 == 0, 255, 0).astype(np.uint8)[None, :]
+    return Pair(hr=hr, lr=degrade_x4_native(hr), name="label.png")
+
+
+def _on_label(hr_patch: np.ndarray) -> bool:
+    """The patch shows part of the bar block (both pure black and pure white pixels)."""
+    return bool((hr_patch <= 0.01).any() and (hr_patch >= 0.99).any())
+
+
+def test_hard_fraction_takes_patches_where_bicubic_errs_most() -> None:
+    pair = _labelled()
+    n = 400
+    _, uniform = PatchSampler([pair], 4, 32, n, seed=2).sample()
+    _, hard = PatchSampler([pair], 4, 32, n, seed=2, hard_fraction=1.0, hard_candidates=8).sample()
+    share_uniform = np.mean([_on_label(uniform[i, 0]) for i in range(n)])
+    share_hard = np.mean([_on_label(hard[i, 0]) for i in range(n)])
+    # the block (with the patch reach around it) covers under 3 % of positions; 8 tries find it a quarter of the time
+    assert share_uniform < 0.08
+    assert share_hard > 0.2 and share_hard > 3 * share_uniform
+    # hard patches are still aligned (LR, HR) crops
+    lr, hr = PatchSampler([pair], 4, 32, 20, seed=3, hard_fraction=1.0).sample()
+    for i in range(20):
+        if not _on_label(hr[i, 0]):
+            assert metrics(upsample_bicubic(lr[i, 0], 4), hr[i, 0])["psnr"] > 30
+    # with 0, exactly the old sampling (no extra random numbers)
+    np.testing.assert_array_equal(PatchSampler([pair], 4, 32, 50, seed=4, edge_fraction=0.3).sample()[1],
+                                  PatchSampler([pair], 4, 32, 50, seed=4, edge_fraction=0.3,
+                                               hard_fraction=0.0).sample()[1])
+    forked = PatchSampler([pair], 4, 32, 1, hard_fraction=0.5, hard_candidates=4).fork(3)
+    assert (forked.hard_fraction, forked.hard_candidates) == (0.5, 4)
+    with pytest.raises(DataError, match="hard_fraction"):
+        PatchSampler([pair], 4, 32, 1, hard_fraction=2.0)
+    with pytest.raises(DataError, match="hard_candidates"):
+        PatchSampler([pair], 4, 32, 1, hard_fraction=0.5, hard_candidates=1)
+
+
 def test_realistic_chain_is_seeded_8bit_and_degrades() -> None:
     hr = load_pairs(list_images(LUNGS), 4)[0].hr
     chain = RealisticDegradation()

@@ -88,7 +88,8 @@ def test_a_run_from_shipped_weights_carries_their_lineage_into_its_card(two_runs
     parent["speed"] = {"cpu": {"s_per_mpx": 1.5}}  # as bench --update-card writes it
     shipped.write_text(json.dumps(parent))
     weights = str(out / "cxr-tiny-x4.safetensors")
-    Trainer(tiny_config(steps=3, log_every=3, val_every=3, init_from=weights, data__edge_fraction=0.5),
+    Trainer(tiny_config(steps=3, log_every=3, val_every=3, init_from=weights, data__edge_fraction=0.5,
+                        data__hard_fraction=0.25),
             tmp_path / "more").fit(progress=False)
     card = export_run(tmp_path / "more", out, name="cxr-tiny-x4")  # replaces the parent, as shipping does
     training = card.training
@@ -96,6 +97,8 @@ def test_a_run_from_shipped_weights_carries_their_lineage_into_its_card(two_runs
     assert training["lineage"][0]["sha256"] == parent["sha256"] and training["lineage"][0]["steps"] == 2
     assert training["steps_total"] == 2 + 3 and training["init_from"] == weights
     assert training["edge_fraction"] == 0.5
+    assert (training["hard_fraction"], training["hard_candidates"]) == (0.25, 8)
+    assert "hard_fraction" not in parent["training"]  # runs that never used it keep their cards as they were
     assert training["wall_time_total_s"] >= training["wall_time_s"]
     assert card.extra["speed"] == parent["speed"]  # same network, same speed
     # resuming after the export keeps the card the run started from, so a re-export is the same
