@@ -201,11 +201,12 @@ class PatchSampler:
         return y, x
 
     def _bicubic_mse(self, pair: Pair, y: int, x: int) -> float:
-        """MSE of the bicubic enlargement of the LR patch at (y, x) against its HR (8-bit units)."""
+        """MSE of the bicubic baseline (the evaluation's own) of the LR patch at (y, x) against its HR."""
+        from engine.evaluation import upsample_bicubic
+
         s, pl = self.scale, self.hr_patch // self.scale
-        lr = PILImage.fromarray(pair.lr[y : y + pl, x : x + pl].astype(np.float32), mode="F")
-        up = np.asarray(lr.resize((pl * s, pl * s), PILImage.Resampling.BICUBIC), np.float32)
-        hr = pair.hr[y * s : (y + pl) * s, x * s : (x + pl) * s].astype(np.float32)
+        up = upsample_bicubic(pair.lr[y : y + pl, x : x + pl] / np.float32(255.0), s)
+        hr = pair.hr[y * s : (y + pl) * s, x * s : (x + pl) * s] / np.float32(255.0)
         return float(np.mean((up - hr) ** 2))
 
     def _hardest(self, pair: Pair, y: int, x: int) -> tuple[int, int]:

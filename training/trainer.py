@@ -97,7 +97,6 @@ def quality(sr: np.ndarray, hr: np.ndarray) -> dict[str, float]:
     return metrics(sr, hr, margin=INTERIOR_MARGIN)
 
 
-
 def validation_summary(rows: list[tuple[dict[str, float], dict[str, float]]]) -> dict[str, float]:
     """log.csv's validation columns from (model quality, bicubic quality) per image."""
     n = len(rows)
