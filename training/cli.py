@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", default="", help="text added to the card's notes (why these weights ship)")
     p.add_argument("--train-command", default=None,
                    help="the training command, for runs whose run.json does not record it")
+    p.add_argument("--checkpoint", default=None,
+                   help="export this run file instead of best_ema.pt: last.ckpt, or a copy of it kept at some step")
     _card_options(p)
 
     p = sub.add_parser("report", help="write progress.png and val_grid.png for a run")
@@ -120,7 +122,7 @@ def _export(args: argparse.Namespace) -> int:
 
     card = export_run(args.run_dir, args.out, name=args.name, title=args.title, default=args.default,
                       dtype=args.dtype, config=args.config, note=args.note, command=args.train_command,
-                      export_command=args.command_line)
+                      export_command=args.command_line, checkpoint=args.checkpoint)
     print(f"wrote {card.path} and {card.weights_file} (sha256 {card.sha256[:12]})")
     return 0
 

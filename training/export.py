@@ -166,17 +166,20 @@ def _metrics(weights: GeneratorWeights, cfg: TrainConfig | None, run_dir: Path) 
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *, name: str | None = None,
                title: str = "", default: bool = False, dtype: str = "fp16", config: str | None = None,
-               note: str = "", command: str | None = None, export_command: str | None = None) -> ModelCard:
+               note: str = "", command: str | None = None, export_command: str | None = None,
+               checkpoint: str | Path | None = None) -> ModelCard:
     """Write `<name>.safetensors` + `<name>.json` for the run's best EMA generator.
 
     `config` (file or preset) describes runs older than the config.yaml each run now keeps; `note`
     is added to the card's notes (why these weights ship); `command` names the training command of
-    runs whose run.json predates recording it.
+    runs whose run.json predates recording it. `checkpoint` exports another of the run's files
+    instead of best_ema.pt: `last.ckpt`, or a copy of it kept at some step (a path, or a name in
+    the run folder), e.g. to compare two runs at an equal step.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"The run folder {run_dir} does not exist; name a folder under runs/.")
-    weights = read_generator(run_dir)
+    weights = read_generator(_checkpoint_path(run_dir, checkpoint) if checkpoint else run_dir)
     cfg = load_config(config) if config else run_config(run_dir)
     arch, params = _architecture(weights, cfg)
     model = _build(arch, params, weights.state, weights.source)
@@ -192,6 +195,16 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *, name: 
         extra=_inherited_speed(parent, *model_hparams(model)),
     )
     return _save(model, Path(out_dir or models_dir()) / f"{name}.safetensors", card, dtype)
+
+
+def _checkpoint_path(run_dir: Path, checkpoint: str | Path) -> Path:
+    path = Path(checkpoint).expanduser()
+    if not path.is_file() and (run_dir / path).is_file():
+        path = run_dir / path
+    if not path.is_file():
+        raise ConfigError(f"The checkpoint {checkpoint} is neither a file nor in {run_dir}; "
+                          "name last.ckpt, best_ema.pt or the path of a saved copy.")
+    return path
 
 
 def _inherited_speed(parent: dict[str, Any] | None, arch: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -117,6 +117,29 @@ def test_export_of_a_missing_run_is_one_sentence(tmp_path: Path, capsys: pytest.
     assert capsys.readouterr().err.strip() == f"cxr-train: The run folder {tmp_path / 'nothing'} does not exist; name a folder under runs/."
 
 
+def test_export_can_take_another_checkpoint_of_the_run(two_runs: tuple[Path, Path], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    psnr, _ = two_runs
+    # a copy of last.ckpt kept at some step, standing in with other weights
+    kept = torch.load(psnr / "last.ckpt", weights_only=False)
+    kept["ema"] = {k: v * 0.5 if v.is_floating_point() else v for k, v in kept["ema"].items()}
+    torch.save(kept, tmp_path / "step_2.ckpt")
+    out = tmp_path / "models"
+    assert main(["export", str(psnr), "--out", str(out), "--name", "kept", "--checkpoint", str(tmp_path / "step_2.ckpt")]) == 0
+    model, card = load_model(out / "kept.safetensors")
+    for key, value in model.state_dict().items():
+        assert torch.allclose(value, kept["ema"][key].half().float())
+    assert card.notes.startswith("EMA weights from step_2.ckpt of run psnr.") and card.training["steps"] == 2
+    assert card.metrics["during_training"]["val_psnr"]  # the logged validation of that step
+    # a name inside the run folder works too, and differs from the default best_ema.pt only by its file
+    last = export_run(psnr, out, name="last", checkpoint="last.ckpt")
+    assert last.notes.startswith("EMA weights from last.ckpt") and last.sha256 != card.sha256
+    assert main(["export", str(psnr), "--out", str(out), "--checkpoint", "step_9.ckpt"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"cxr-train: The checkpoint step_9.ckpt is neither a file nor in {psnr}; "
+        "name last.ckpt, best_ema.pt or the path of a saved copy.")
+
+
 def test_the_card_says_how_the_weights_were_made_without_hand_edits(tmp_path: Path) -> None:
     """run.json keeps each session's command line; export joins them with its own, derives the
     speed into `compute` and adds --note to the notes."""
