@@ -6,6 +6,7 @@
   cxr-train export runs/cpu-fast [--out DIR] [--name NAME] [--default] [--note TEXT]
   cxr-train report runs/cpu-fast
   cxr-train lineage runs/cpu-fidelity runs/cpu-fidelity-2 [--reference cxr-fast-x4] [--out curve.png]
+  cxr-train lineage cxr-fidelity-x4 [runs/unexported-run] ...   (the runs its card lists)
 
 Several processes (GPUs or CPU nodes): torchrun --nproc_per_node N -m training.cli psnr ...
 """
@@ -75,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="config, when the run folder has no config.yaml")
 
     p = sub.add_parser("lineage", help="a model's validation gain over all the runs that trained it, end to end")
-    p.add_argument("run_dirs", nargs="+", help="the run folders, in training order")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_OR_MODEL",
+                   help="run folders in training order; a model (name or card) stands for all the runs its card lists")
     p.add_argument("--reference", action="append", default=[], metavar="MODEL",
                    help="also measure this model on the same validation images (repeatable)")
     p.add_argument("--out", default=None, help="write the plot to this PNG")
@@ -147,7 +149,7 @@ def _report(args: argparse.Namespace) -> int:
 def _lineage(args: argparse.Namespace) -> int:
     from training.lineage import lineage
 
-    print(lineage([Path(d) for d in args.run_dirs], Path(args.out) if args.out else None, args.reference,
+    print(lineage(list(args.run_dirs), Path(args.out) if args.out else None, args.reference,
                   args.title))
     if args.out:
         print(f"wrote {args.out}")

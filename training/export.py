@@ -22,7 +22,7 @@ from engine.sr.weights import WeightsError, detect, file_sha256, model_hparams, 
 from training.checkpoints import CHECKPOINT_NAME, GeneratorWeights, load_run_file, read_generator
 from training.config import ConfigError, TrainConfig, config_from_dict, load_config
 from training.report import read_log, steps_per_second, wall_time_s
-from training.trainer import INIT_CARD_NAME, RUN_INFO_NAME, git_commit
+from training.trainer import INIT_CARD_NAME, RUN_INFO_NAME, VAL_COLUMNS, git_commit
 
 NIH_ATTRIBUTION = (
     "NIH ChestX-ray14, https://nihcc.app.box.com/v/ChestXray-NIHCC; Wang et al., \"ChestX-ray8: "
@@ -104,6 +104,9 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
         commands.append(export_command)
     if commands:
         info["command"] = "; then ".join(commands)
+    history = validation_history(run_dir, cfg)
+    if history:
+        info["validation"] = history
     if cfg is not None:
         info["edge_fraction"] = cfg.data.edge_fraction
         if cfg.data.hard_fraction:  # absent on cards of runs that never used it
@@ -140,14 +143,43 @@ def _with_lineage(info: dict[str, Any], parent: dict[str, Any] | None) -> dict[s
             "wall_time_total": f"{total_wall / 3600:.2f} h", "wall_time_total_s": round(total_wall, 1)}
 
 
-def _logged_val(run_dir: Path, step: int | None) -> dict[str, float]:
-    """Validation of the exported step from log.csv (last.ckpt carries no metrics of its own)."""
+def _logged_rows(run_dir: Path) -> dict[int, dict[str, float]]:
+    """log.csv's validation rows by step."""
     rows: dict[int, dict[str, float]] = {}
     for key, points in read_log(run_dir).items():
         if key.startswith(("val_", "bicubic_", "gain_")):
             for s, value in points:
                 rows.setdefault(s, {})[key] = value
-    return rows.get(step, {}) if step is not None else {}
+    return rows
+
+
+def _logged_val(run_dir: Path, step: int | None) -> dict[str, float]:
+    """Validation of the exported step from log.csv (last.ckpt carries no metrics of its own)."""
+    return _logged_rows(run_dir).get(step, {}) if step is not None else {}
+
+
+def validation_history(run_dir: Path, cfg: TrainConfig | None) -> dict[str, Any] | None:
+    """Every validation row of the run's log.csv, for the card's `training.validation`.
+
+    The card outlives the run folder (runs/ is not kept in git, and a machine can be lost with
+    it), and each later export carries this record on in `training.lineage`, so `cxr-train
+    lineage MODEL` can draw the whole training history from the card alone. With the config, the
+    record also names the validation images, so a reference model can be measured on them.
+    """
+    rows = _logged_rows(run_dir)
+    if not rows:
+        return None
+    columns = [c for c in VAL_COLUMNS if any(c in r for r in rows.values())]
+    history: dict[str, Any] = {
+        "columns": ["step", *columns],
+        "rows": [[step, *(round(r[c], 4) if c in r else None for c in columns)] for step, r in sorted(rows.items())],
+        "complete": True,
+    }
+    if cfg is not None:
+        history["images"] = {"train": cfg.data.train, "val": cfg.data.val, "scale": cfg.data.scale,
+                             "val_crops": cfg.data.val_crops, "val_crop_size": cfg.data.val_crop_size,
+                             "seed": cfg.seed}
+    return history
 
 
 def _metrics(weights: GeneratorWeights, cfg: TrainConfig | None, run_dir: Path) -> dict[str, Any]:

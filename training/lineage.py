@@ -8,6 +8,12 @@ same two numbers for another model measured on the same images by the same code,
 answers "how far is this model from that one, and how fast is it closing".
 
   cxr-train lineage runs/cpu-fidelity runs/cpu-fidelity-2 ... --reference cxr-fast-x4 --out curve.png
+  cxr-train lineage cxr-fidelity-x4 --reference cxr-fast-x4 --out curve.png
+
+Run folders are not kept in git and can be lost with a machine, so export copies each run's
+validation rows into the model card (`training.validation`), and later exports carry them on in
+`training.lineage`: a model's name is enough to draw every run that trained it. Runs exported
+before that keep only what was recorded of them, drawn dashed.
 
 Runs validated on different images cannot share a curve: their bicubic PSNR differs, and that is
 refused.
@@ -19,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.config import ConfigError
+from training.config import ConfigError, config_from_dict
 from training.report import read_log, wall_time_s
 
 # Two runs validated the same images when their bicubic PSNR agrees to this (log.csv keeps 4 decimals).
@@ -37,32 +43,82 @@ class Segment:
     bicubic_psnr: float | None
     whole: list[tuple[int, float]] = field(default_factory=list)  # (lineage step, gain dB)
     interior: list[tuple[int, float]] = field(default_factory=list)
+    complete: bool = True  # False: only some validation rows survive (a card record saying so)
+    images: dict[str, Any] | None = None  # the validation images, when a card record names them
 
     @property
     def end(self) -> int:
         return self.offset + self.steps
 
 
-def read_lineage(run_dirs: list[Path]) -> list[Segment]:
-    """The runs in training order, end to end; ConfigError for a missing log or another val set."""
+def read_lineage(sources: list[Path | str]) -> list[Segment]:
+    """The runs in training order, end to end; ConfigError for a missing log or another val set.
+
+    A source is a run folder (its log.csv) or a model card (a card file, weights file or installed
+    model name), which stands for every run in its `training.lineage` and then its own run, read
+    from the validation rows export keeps in each record (`training.validation`).
+    """
     segments: list[Segment] = []
     offset = 0
-    for run_dir in run_dirs:
-        series = read_log(Path(run_dir))
-        if not series:
-            raise ConfigError(f"{run_dir} has no log.csv; name the run folders the model was trained in.")
-        steps = max(step for points in series.values() for step, _ in points)
-        bicubic = series.get("bicubic_psnr", [])
-        segment = Segment(
-            name=Path(run_dir).name, offset=offset, steps=steps, wall_s=wall_time_s(Path(run_dir)),
-            bicubic_psnr=bicubic[-1][1] if bicubic else None,
-            whole=[(offset + s, v) for s, v in series.get("gain_db", [])],
-            interior=[(offset + s, v) for s, v in series.get("gain_interior_db", [])],
-        )
-        _check_same_images(segments, segment)
-        segments.append(segment)
-        offset += steps
+    for source in sources:
+        for name, steps, wall_s, series, complete, images in _runs_of(source):
+            if any(s.name == name for s in segments):
+                raise ConfigError(f"The run {name} appears twice (a model card already holds the runs "
+                                  "it descends from); name it once.")
+            bicubic = series.get("bicubic_psnr", [])
+            segment = Segment(
+                name=name, offset=offset, steps=steps, wall_s=wall_s,
+                bicubic_psnr=bicubic[-1][1] if bicubic else None,
+                whole=[(offset + s, v) for s, v in series.get("gain_db", [])],
+                interior=[(offset + s, v) for s, v in series.get("gain_interior_db", [])],
+                complete=complete, images=images,
+            )
+            _check_same_images(segments, segment)
+            segments.append(segment)
+            offset += steps
     return segments
+
+
+Run = tuple[str, int, float, dict[str, list[tuple[int, float]]], bool, dict[str, Any] | None]
+
+
+def _runs_of(source: Path | str) -> list[Run]:
+    path = Path(source)
+    if path.is_dir():
+        series = read_log(path)
+        if not series:
+            raise ConfigError(f"{path} has no log.csv; name the run folders the model was trained in.")
+        steps = max(step for points in series.values() for step, _ in points)
+        return [(path.name, steps, wall_time_s(path), series, True, None)]
+    from engine.sr.registry import ModelNotFound, find_model
+
+    try:
+        card = find_model(source).card
+    except (ModelNotFound, ValueError):
+        card = None
+    if card is None:
+        raise ConfigError(f"{source} has no log.csv and is no model card; name the run folders the model "
+                          "was trained in, or its model.")
+    training = card.training
+    return [_card_run(record, card.name) for record in [*training.get("lineage", []), training]]
+
+
+def _card_run(record: dict[str, Any], model: str) -> Run:
+    """One run from a card's training record and the validation rows it keeps."""
+    name = record.get("run") or model
+    steps = int(record.get("steps_trained") or record.get("steps") or 0)
+    history = record.get("validation") or {}
+    columns = history.get("columns", [])
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in history.get("rows", []):
+        values = dict(zip(columns, row, strict=False))
+        for key, value in values.items():
+            if key != "step" and value is not None:
+                series.setdefault(key, []).append((int(values["step"]), float(value)))
+    if steps <= 0:
+        raise ConfigError(f"The card of {model} does not say how many steps its run {name} trained.")
+    return (name, steps, float(record.get("wall_time_s") or 0.0), series,
+            bool(history.get("complete", False)), history.get("images"))
 
 
 def _check_same_images(before: list[Segment], segment: Segment) -> None:
@@ -112,10 +168,14 @@ def format_lineage(segments: list[Segment], references: dict[str, dict[str, floa
 
     lines = [f"{'run':<24} {'steps':>11} {'hours':>6}  {'whole gain dB':<18} interior gain dB"]
     for s in segments:
-        lines.append(f"{s.name:<24} {s.offset:>5}-{s.end:<5} {s.wall_s / 3600:>6.2f}  "
+        name = s.name if s.complete else f"{s.name} *"
+        lines.append(f"{name:<24} {s.offset:>5}-{s.end:<5} {s.wall_s / 3600:>6.2f}  "
                      f"{span(s.whole):<18} {span(s.interior)}")
     total_h = sum(s.wall_s for s in segments) / 3600
     lines.append(f"{'all':<24} {segments[-1].end if segments else 0:>11} {total_h:>6.2f}")
+    if not all(s.complete for s in segments):
+        lines.append("* only some of this run's validation rows survive (its model card says which); "
+                     "the plot joins them with a dashed line")
     for name, gains in (references or {}).items():
         interior = gains.get("gain_interior_db")
         lines.append(f"reference {name}: whole {gains['gain_db']:+.3f} dB"
@@ -134,13 +194,15 @@ def write_lineage_plot(segments: list[Segment], out: Path, references: dict[str,
 
     fig, (ax_whole, ax_inner) = plt.subplots(1, 2, figsize=(12, 4.2), sharex=True)
     for ax, key, label in ((ax_whole, "whole", "whole image"), (ax_inner, "interior", "interior")):
-        labelled = False  # one legend entry, on the first run that has points (early runs lack interior)
+        labelled: set[bool] = set()  # one legend entry per line style, on the first run drawn with it
         for i, s in enumerate(segments):
             points = getattr(s, key)
             if points:
                 steps, gains = zip(*points, strict=True)
-                ax.plot(steps, gains, "-o", color="C0", markersize=3, label=None if labelled else "model (EMA)")
-                labelled = True
+                name = "model (EMA)" if s.complete else "model (EMA), some validation rows lost"
+                ax.plot(steps, gains, "-o" if s.complete else "--o", color="C0", markersize=3,
+                        alpha=1.0 if s.complete else 0.6, label=None if s.complete in labelled else name)
+                labelled.add(s.complete)
             if i:
                 ax.axvline(s.offset, color="0.8", linewidth=0.8, zorder=0)
         for j, (name, gains) in enumerate((references or {}).items()):
@@ -159,17 +221,12 @@ def write_lineage_plot(segments: list[Segment], out: Path, references: dict[str,
     return out
 
 
-def lineage(run_dirs: list[Path], out: Path | None, references: list[str], title: str = "") -> str:
+def lineage(sources: list[Path | str], out: Path | None, references: list[str], title: str = "") -> str:
     """`cxr-train lineage`: the table (returned) and, with `out`, the plot."""
-    from training.export import run_config
-
-    segments = read_lineage(run_dirs)
+    segments = read_lineage(sources)
     measured: dict[str, dict[str, float]] = {}
     if references:
-        cfg = run_config(Path(run_dirs[-1]))
-        if cfg is None:
-            raise ConfigError(f"{run_dirs[-1]} has no config.yaml, so its validation images are unknown; "
-                              "leave out --reference.")
+        cfg = _validation_config(Path(sources[-1]), segments[-1])
         for name in references:
             name, gains = reference_gains(name, cfg)
             last = segments[-1].bicubic_psnr
@@ -180,3 +237,17 @@ def lineage(run_dirs: list[Path], out: Path | None, references: list[str], title
     if out is not None:
         write_lineage_plot(segments, out, measured, title)
     return format_lineage(segments, measured)
+
+
+def _validation_config(source: Path, last: Segment) -> Any:
+    """The last run's validation images: its folder's config.yaml, or what its card record names."""
+    from training.export import run_config
+
+    cfg = run_config(source) if source.is_dir() else None
+    if cfg is not None:
+        return cfg
+    if last.images is not None:
+        images = dict(last.images)
+        return config_from_dict({"seed": images.pop("seed", 0), "data": images})
+    raise ConfigError(f"Neither a config.yaml nor the model card says which images {last.name} was validated "
+                      "on; leave out --reference, or name that run's folder last.")

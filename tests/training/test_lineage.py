@@ -124,3 +124,94 @@ def test_both_panels_label_the_model_when_the_first_run_lacks_interior(two_runs:
     monkeypatch.setattr(Figure, "savefig", spy)
     write_lineage_plot([first, second], tmp_path / "l.png", {"ref": {"gain_db": 1.0, "gain_interior_db": 0.5}})
     assert legends == [["model (EMA)", "ref (+1.00)"], ["model (EMA)", "ref (+0.50)"]]
+
+
+# -- the history a model card keeps: runs/ is not in git and can be lost with a machine ------------
+
+@pytest.fixture
+def gen2_card(two_runs: list[Path], tmp_path: Path) -> Path:
+    """The second run exported: its card lists the first run in training.lineage."""
+    return export_run(two_runs[1], tmp_path / "models", name="gen2", dtype="fp32").path
+
+
+def test_export_keeps_every_validation_row_in_the_card(two_runs: list[Path], gen2_card: Path) -> None:
+    import json
+
+    training = json.loads(gen2_card.read_text())["training"]
+    for record, run in ((training["lineage"][0], two_runs[0]), (training, two_runs[1])):
+        history = record["validation"]
+        assert history["complete"] is True
+        assert history["columns"][:2] == ["step", "val_psnr"] and "gain_interior_db" in history["columns"]
+        logged = _log_rows(run)
+        assert [r[0] for r in history["rows"]] == [int(r["step"]) for r in logged]
+        gain = history["columns"].index("gain_db")
+        assert [r[gain] for r in history["rows"]] == pytest.approx([float(r["gain_db"]) for r in logged], abs=1e-4)
+        assert history["images"]["val_crops"] == 2 and history["images"]["scale"] == 4
+
+
+def test_a_model_card_alone_draws_the_runs_that_trained_it(two_runs: list[Path], gen2_card: Path) -> None:
+    from_runs = read_lineage(two_runs)
+    from_card = read_lineage([str(gen2_card)])
+    assert [(s.name, s.offset, s.steps) for s in from_card] == [(s.name, s.offset, s.steps) for s in from_runs]
+    for a, b in zip(from_card, from_runs, strict=True):
+        assert [s for s, _ in a.whole] == [s for s, _ in b.whole]
+        assert [g for _, g in a.whole] == pytest.approx([g for _, g in b.whole], abs=1e-4)
+        assert [g for _, g in a.interior] == pytest.approx([g for _, g in b.interior], abs=1e-4)
+        assert a.bicubic_psnr == pytest.approx(b.bicubic_psnr, abs=1e-4)
+        assert a.wall_s == pytest.approx(b.wall_s, abs=0.1) and a.complete
+    # a run not yet exported goes after the model's own runs; one already in the card is refused
+    with pytest.raises(ConfigError, match="second appears twice"):
+        read_lineage([str(gen2_card), two_runs[1]])
+
+
+def test_reference_from_a_card_alone_uses_the_validation_images_it_names(two_runs: list[Path], gen2_card: Path,
+                                                                        tmp_path: Path) -> None:
+    gen1 = str(tmp_path / "models" / "gen1.safetensors")
+    from_runs = lineage(two_runs, None, [gen1])
+    from_card = lineage([str(gen2_card)], None, [gen1])
+    assert from_card == from_runs and "reference gen1" in from_card
+
+
+def test_runs_with_lost_validation_rows_are_marked(gen2_card: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record that keeps only some rows (its log was lost) is starred in the table and dashed."""
+    import json
+
+    from matplotlib.figure import Figure
+
+    from training.lineage import write_lineage_plot
+
+    card = json.loads(gen2_card.read_text())
+    first = card["training"]["lineage"][0]["validation"]
+    first.update(rows=[first["rows"][0], first["rows"][-1]], complete=False)
+    first.pop("images")
+    gen2_card.write_text(json.dumps(card))
+    segments = read_lineage([gen2_card])
+    assert [s.complete for s in segments] == [False, True] and len(segments[0].whole) == 2
+    table = format_lineage(segments)
+    assert "first *" in table and "dashed" in table and "second *" not in table
+    styles: list[tuple[str, str]] = []
+    titles: list[str] = []
+    save = Figure.savefig
+
+    def spy(fig: Figure, *args: object, **kwargs: object) -> None:
+        styles.extend((line.get_linestyle(), line.get_label()) for line in fig.axes[0].get_lines())
+        titles.extend(ax.get_title() for ax in fig.axes)
+        save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    write_lineage_plot(segments, tmp_path / "l.png")
+    assert styles[0] == ("--", "model (EMA), some validation rows lost") and styles[1] == ("-", "model (EMA)")
+    assert titles == ["validation gain, whole image (x4-native)", "validation gain, interior (x4-native)"]
+
+
+def test_a_card_without_its_validation_images_cannot_take_a_reference(gen2_card: Path, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    card = json.loads(gen2_card.read_text())
+    card["training"]["validation"].pop("images")
+    gen2_card.write_text(json.dumps(card))
+    assert main(["lineage", str(gen2_card), "--reference", str(tmp_path / "models" / "gen1.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "leave out --reference" in err and "Traceback" not in err
