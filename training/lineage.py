@@ -174,8 +174,8 @@ def format_lineage(segments: list[Segment], references: dict[str, dict[str, floa
     total_h = sum(s.wall_s for s in segments) / 3600
     lines.append(f"{'all':<24} {segments[-1].end if segments else 0:>11} {total_h:>6.2f}")
     if not all(s.complete for s in segments):
-        lines.append("* only some of this run's validation rows survive (its model card says which); "
-                     "the plot joins them with a dashed line")
+        lines.append("* its model card keeps only some (or none) of this run's validation rows; the plot "
+                     "joins those it has with a dashed line")
     for name, gains in (references or {}).items():
         interior = gains.get("gain_interior_db")
         lines.append(f"reference {name}: whole {gains['gain_db']:+.3f} dB"
