@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.evaluation import INTERIOR_MARGIN
+
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 
@@ -82,6 +84,10 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     log_every: int = 50
     val_every: int = 1000
+    # best_ema.pt keeps the EMA weights of the validation with the highest value of this column:
+    # val_psnr (whole image) or val_psnr_interior (without the 16-pixel border, where a model's
+    # frame-line redrawing does not count: the number the default model is chosen by).
+    select_by: str = "val_psnr"
     ckpt_every: int = 500
     out_dir: str = "runs"
     init_from: str | None = None  # weights in any format engine.sr reads, or a run's checkpoint
@@ -183,6 +189,9 @@ def _check_types(obj: Any, prefix: str = "") -> None:
         _check_type(value, default, f"{prefix}{f.name}")
 
 
+SELECT_BY = ("val_psnr", "val_psnr_interior")  # validation columns best_ema.pt may be chosen by
+
+
 def validate(cfg: TrainConfig) -> None:
     _check_types(cfg)
     if cfg.stage not in ("psnr", "gan"):
@@ -215,6 +224,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("optim.lr must be positive and data.workers / val_grid not negative.")
     if min(cfg.log_every, cfg.val_every, cfg.ckpt_every) <= 0:
         raise ConfigError("log_every, val_every and ckpt_every must be positive.")
+    if cfg.select_by not in SELECT_BY:
+        raise ConfigError(f"select_by must be {' or '.join(SELECT_BY)}, not {cfg.select_by!r}.")
+    if cfg.select_by == "val_psnr_interior" and 0 < cfg.data.val_crop_size <= 2 * INTERIOR_MARGIN:
+        raise ConfigError(f"select_by: val_psnr_interior needs validation crops larger than {2 * INTERIOR_MARGIN} "
+                          f"pixels (data.val_crop_size is {cfg.data.val_crop_size}; 0 = whole images).")
     if cfg.stage == "gan":
         _validate_gan(cfg)
 

@@ -142,7 +142,7 @@ class Trainer:
     """The PSNR stage; subclasses override `train_step` and add state (see training.gan)."""
 
     loss_keys: tuple[str, ...] = ("loss",)
-    select_best = True  # keep best_ema.pt by validation PSNR
+    select_best = True  # keep best_ema.pt by validation PSNR (cfg.select_by: whole image or interior)
     command: str | None = None  # the command line that started this session (`cxr-train` sets it)
 
     def __init__(self, cfg: TrainConfig, run_dir: str | Path | None = None) -> None:
@@ -335,6 +335,7 @@ class Trainer:
         return {
             "step": self.step,
             "best_psnr": self.best_psnr,
+            "select_by": self.cfg.select_by,
             "model": self.model.state_dict(),
             "ema": self.ema.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -373,7 +374,10 @@ class Trainer:
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         self.step = state["step"]
-        self.best_psnr = state["best_psnr"]
+        # best_psnr is a value of the column best_ema.pt was chosen by; resumed under another
+        # select_by, the next validation starts the choice again.
+        same_column = state.get("select_by", "val_psnr") == self.cfg.select_by
+        self.best_psnr = state["best_psnr"] if same_column else -math.inf
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if "torch_cuda" in rng and self.device.type == "cuda":
@@ -393,7 +397,7 @@ class Trainer:
         return np.random.default_rng(seed_key(self.cfg.seed, self.dist.rank, self.step)).bit_generator.state
 
     def save_best(self, row: dict[str, float]) -> None:
-        self.best_psnr = row["val_psnr"]
+        self.best_psnr = row[self.cfg.select_by]
         torch.save({"ema": self.ema.model.state_dict(), "step": self.step, "val": row,
                     "arch": self.cfg.model.arch, "params": self.cfg.model.params}, self.run_dir / BEST_NAME)
 
@@ -458,7 +462,7 @@ class Trainer:
         validated = self.step % self.cfg.val_every == 0 or self.step == target
         if validated:
             row.update(self.validate())
-            if self.select_best and row["val_psnr"] > self.best_psnr:
+            if self.select_best and row[self.cfg.select_by] > self.best_psnr:
                 self.save_best(row)
         log.write({"step": self.step, **{k: f"{row[k]:.6f}" for k in self.loss_keys},
                    "lr": f"{self.scheduler.get_last_lr()[0]:.3e}",

@@ -65,7 +65,7 @@ def test_checkpoints_without_the_newer_keys_still_load(tiny_config: Make, tmp_pa
     trainer = Trainer(tiny_config(steps=4), tmp_path / "a")
     trainer.fit(progress=False)
     state = trainer.state()
-    for key in ("stage", "scaler", "world_size"):  # added after the first checkpoints were written
+    for key in ("stage", "scaler", "world_size", "select_by"):  # added after the first checkpoints were written
         state.pop(key)
     other = Trainer(tiny_config(steps=4), tmp_path / "b")
     other.load_state(state)
@@ -148,3 +148,41 @@ def test_speed_and_wall_time_are_read_per_session_from_the_log(tmp_path: Path) -
     assert steps_per_second(tmp_path) == {"min": 0.25, "median": 0.5, "max": 1.0}
     assert wall_time_s(tmp_path) == 400.0 + 110.0
     assert steps_per_second(tmp_path / "missing") == {}
+
+
+@pytest.mark.parametrize("select_by, best_step, best_value", [("val_psnr", 2, 30.0), ("val_psnr_interior", 4, 21.0)])
+def test_best_ema_is_chosen_by_the_configured_column(tiny_config: Make, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch, select_by: str,
+                                                     best_step: int, best_value: float) -> None:
+    """Whole-image PSNR peaks at step 2 and the interior at step 4: select_by decides which is kept."""
+    scripted = iter([{"val_psnr": 30.0, "val_psnr_interior": 20.0}, {"val_psnr": 29.0, "val_psnr_interior": 21.0},
+                     {"val_psnr": 28.0, "val_psnr_interior": 19.0}])
+
+    def validate(self: Trainer) -> dict[str, float]:
+        row = next(scripted)
+        return {**row, "val_ssim": 0.9, "bicubic_psnr": 25.0, "bicubic_ssim": 0.8, "gain_db": row["val_psnr"] - 25.0}
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    Trainer(tiny_config(steps=6, log_every=2, val_every=2, val_grid=0, select_by=select_by),
+            tmp_path / "run").fit(progress=False)
+    best = torch.load(tmp_path / "run" / "best_ema.pt", weights_only=False)
+    assert best["step"] == best_step and best["val"][select_by] == best_value
+
+
+def test_select_by_is_checked(tiny_config: Make) -> None:
+    with pytest.raises(ConfigError, match="select_by must be val_psnr or val_psnr_interior"):
+        tiny_config(select_by="ssim")
+    with pytest.raises(ConfigError, match="larger than 32 pixels"):
+        tiny_config(select_by="val_psnr_interior", data__val_crop_size=32)
+
+
+def test_resuming_under_another_select_by_starts_the_choice_again(tiny_config: Make, tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config(steps=4, val_every=2, val_grid=0), tmp_path / "a")
+    trainer.fit(progress=False)
+    state = trainer.state()
+    assert state["select_by"] == "val_psnr" and state["best_psnr"] > 0
+    same = Trainer(tiny_config(steps=4, val_every=2, val_grid=0), tmp_path / "b")
+    same.load_state(state)
+    other = Trainer(tiny_config(steps=4, val_every=2, val_grid=0, select_by="val_psnr_interior"), tmp_path / "c")
+    other.load_state(state)
+    assert same.best_psnr == state["best_psnr"] and other.best_psnr == float("-inf")
