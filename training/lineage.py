@@ -211,7 +211,7 @@ def write_lineage_plot(segments: list[Segment], out: Path, references: dict[str,
                 ax.axhline(value, linestyle="--", color=f"C{j + 1}", label=f"{name} ({value:+.2f})")
         ax.set(xlabel="step, all runs end to end (grey lines: a new run)", ylabel="dB over bicubic",
                title=f"validation gain, {label} (x4-native)")
-        ax.legend(loc="lower right")
+        ax.legend(loc="best")  # the curves rise from the lower left; let matplotlib find the empty corner
     if title:
         fig.suptitle(title)
     fig.tight_layout()
