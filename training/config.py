@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.evaluation import INTERIOR_MARGIN
-
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 
@@ -226,11 +224,18 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("log_every, val_every and ckpt_every must be positive.")
     if cfg.select_by not in SELECT_BY:
         raise ConfigError(f"select_by must be {' or '.join(SELECT_BY)}, not {cfg.select_by!r}.")
-    if cfg.select_by == "val_psnr_interior" and 0 < cfg.data.val_crop_size <= 2 * INTERIOR_MARGIN:
-        raise ConfigError(f"select_by: val_psnr_interior needs validation crops larger than {2 * INTERIOR_MARGIN} "
-                          f"pixels (data.val_crop_size is {cfg.data.val_crop_size}; 0 = whole images).")
+    if cfg.select_by == "val_psnr_interior" and cfg.data.val_crop_size > 0:
+        _check_interior_crops(cfg)
     if cfg.stage == "gan":
         _validate_gan(cfg)
+
+
+def _check_interior_crops(cfg: TrainConfig) -> None:
+    from engine.evaluation import INTERIOR_MARGIN  # skimage and SciPy behind it: only when needed
+
+    if cfg.data.val_crop_size <= 2 * INTERIOR_MARGIN:
+        raise ConfigError(f"select_by: val_psnr_interior needs validation crops larger than {2 * INTERIOR_MARGIN} "
+                          f"pixels (data.val_crop_size is {cfg.data.val_crop_size}; 0 = whole images).")
 
 
 def _validate_gan(cfg: TrainConfig) -> None:

@@ -176,10 +176,14 @@ def validation_history(run_dir: Path, cfg: TrainConfig | None) -> dict[str, Any]
         "complete": True,
     }
     if cfg is not None:
-        history["images"] = {"train": cfg.data.train, "val": cfg.data.val, "scale": cfg.data.scale,
-                             "val_crops": cfg.data.val_crops, "val_crop_size": cfg.data.val_crop_size,
-                             "seed": cfg.seed}
+        history["images"] = validation_images(cfg)
     return history
+
+
+def validation_images(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings that pick a run's validation images (`training.lineage.validation_config` reads them)."""
+    return {"train": cfg.data.train, "val": cfg.data.val, "scale": cfg.data.scale,
+            "val_crops": cfg.data.val_crops, "val_crop_size": cfg.data.val_crop_size, "seed": cfg.seed}
 
 
 def _metrics(weights: GeneratorWeights, cfg: TrainConfig | None, run_dir: Path) -> dict[str, Any]:

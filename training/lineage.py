@@ -21,7 +21,7 @@ refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,35 +61,39 @@ def read_lineage(sources: list[Path | str]) -> list[Segment]:
     segments: list[Segment] = []
     offset = 0
     for source in sources:
-        for name, steps, wall_s, series, complete, images in _runs_of(source):
-            if any(s.name == name for s in segments):
-                raise ConfigError(f"The run {name} appears twice (a model card already holds the runs "
+        for run in _runs_of(source):
+            if any(s.name == run.name for s in segments):
+                raise ConfigError(f"The run {run.name} appears twice (a model card already holds the runs "
                                   "it descends from); name it once.")
-            bicubic = series.get("bicubic_psnr", [])
-            segment = Segment(
-                name=name, offset=offset, steps=steps, wall_s=wall_s,
-                bicubic_psnr=bicubic[-1][1] if bicubic else None,
-                whole=[(offset + s, v) for s, v in series.get("gain_db", [])],
-                interior=[(offset + s, v) for s, v in series.get("gain_interior_db", [])],
-                complete=complete, images=images,
-            )
+            segment = replace(run, offset=offset, whole=[(offset + s, v) for s, v in run.whole],
+                              interior=[(offset + s, v) for s, v in run.interior])
             _check_same_images(segments, segment)
             segments.append(segment)
-            offset += steps
+            offset += run.steps
     return segments
 
 
-Run = tuple[str, int, float, dict[str, list[tuple[int, float]]], bool, dict[str, Any] | None]
+def _segment(name: str, steps: int, wall_s: float, series: dict[str, list[tuple[int, float]]],
+             complete: bool, images: dict[str, Any] | None) -> Segment:
+    """One run at offset 0, from its validation series {column: [(run step, value)]}."""
+    bicubic = series.get("bicubic_psnr", [])
+    return Segment(name=name, offset=0, steps=steps, wall_s=wall_s, bicubic_psnr=bicubic[-1][1] if bicubic else None,
+                   whole=series.get("gain_db", []), interior=series.get("gain_interior_db", []),
+                   complete=complete, images=images)
 
 
-def _runs_of(source: Path | str) -> list[Run]:
+def _runs_of(source: Path | str) -> list[Segment]:
+    from training.export import run_config, validation_images
+
     path = Path(source)
     if path.is_dir():
         series = read_log(path)
         if not series:
             raise ConfigError(f"{path} has no log.csv; name the run folders the model was trained in.")
         steps = max(step for points in series.values() for step, _ in points)
-        return [(path.name, steps, wall_time_s(path), series, True, None)]
+        cfg = run_config(path)
+        return [_segment(path.name, steps, wall_time_s(path), series, True,
+                         validation_images(cfg) if cfg is not None else None)]
     from engine.sr.registry import ModelNotFound, find_model
 
     try:
@@ -103,7 +107,7 @@ def _runs_of(source: Path | str) -> list[Run]:
     return [_card_run(record, card.name) for record in [*training.get("lineage", []), training]]
 
 
-def _card_run(record: dict[str, Any], model: str) -> Run:
+def _card_run(record: dict[str, Any], model: str) -> Segment:
     """One run from a card's training record and the validation rows it keeps."""
     name = record.get("run") or model
     steps = int(record.get("steps_trained") or record.get("steps") or 0)
@@ -117,8 +121,8 @@ def _card_run(record: dict[str, Any], model: str) -> Run:
                 series.setdefault(key, []).append((int(values["step"]), float(value)))
     if steps <= 0:
         raise ConfigError(f"The card of {model} does not say how many steps its run {name} trained.")
-    return (name, steps, float(record.get("wall_time_s") or 0.0), series,
-            bool(history.get("complete", False)), history.get("images"))
+    return _segment(name, steps, float(record.get("wall_time_s") or 0.0), series,
+                    bool(history.get("complete", False)), history.get("images"))
 
 
 def _check_same_images(before: list[Segment], segment: Segment) -> None:
@@ -226,7 +230,7 @@ def lineage(sources: list[Path | str], out: Path | None, references: list[str], 
     segments = read_lineage(sources)
     measured: dict[str, dict[str, float]] = {}
     if references:
-        cfg = _validation_config(Path(sources[-1]), segments[-1])
+        cfg = _validation_config(segments[-1])
         for name in references:
             name, gains = reference_gains(name, cfg)
             last = segments[-1].bicubic_psnr
@@ -239,15 +243,10 @@ def lineage(sources: list[Path | str], out: Path | None, references: list[str], 
     return format_lineage(segments, measured)
 
 
-def _validation_config(source: Path, last: Segment) -> Any:
-    """The last run's validation images: its folder's config.yaml, or what its card record names."""
-    from training.export import run_config
-
-    cfg = run_config(source) if source.is_dir() else None
-    if cfg is not None:
-        return cfg
-    if last.images is not None:
-        images = dict(last.images)
-        return config_from_dict({"seed": images.pop("seed", 0), "data": images})
-    raise ConfigError(f"Neither a config.yaml nor the model card says which images {last.name} was validated "
-                      "on; leave out --reference, or name that run's folder last.")
+def _validation_config(last: Segment) -> Any:
+    """The last run's validation images, from its folder's config.yaml or its card record."""
+    if last.images is None:
+        raise ConfigError(f"Neither a config.yaml nor the model card says which images {last.name} was validated "
+                          "on; leave out --reference, or name that run's folder last.")
+    images = dict(last.images)
+    return config_from_dict({"seed": images.pop("seed", 0), "data": images})
