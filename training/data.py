@@ -164,11 +164,16 @@ class PatchSampler:
     is ten times its median and where a network trained on uniform patches still trails (see the
     README). Scored on the precomputed x4-native LR, also when `degradation` makes the LR. With 0 no
     extra random numbers are drawn.
+
+    `degradation_fraction` of the patches get their LR from `degradation`; the others keep the cut of
+    the precomputed x4-native LR. A mix teaches one network both the clean antialiased inputs the
+    x4-native protocol measures and the blurred, noisy, compressed ones real images are. With 1
+    (every patch degraded) no extra random numbers are drawn.
     """
 
     def __init__(self, pairs: list[Pair], scale: int, hr_patch: int, batch_size: int, seed: int | list[int] = 0,
                  degradation: Degradation | None = None, edge_fraction: float = 0.0,
-                 hard_fraction: float = 0.0, hard_candidates: int = 8) -> None:
+                 hard_fraction: float = 0.0, hard_candidates: int = 8, degradation_fraction: float = 1.0) -> None:
         if not pairs:
             raise DataError("No training images were loaded.")
         small = [p.name for p in pairs if min(p.hr.shape) < hr_patch]
@@ -184,12 +189,15 @@ class PatchSampler:
         if hard_candidates < 2:
             raise DataError(f"hard_candidates ({hard_candidates}) must be at least 2.")
         self.hard_fraction, self.hard_candidates = hard_fraction, hard_candidates
+        if not 0.0 <= degradation_fraction <= 1.0:
+            raise DataError(f"degradation_fraction ({degradation_fraction}) must be between 0 and 1.")
+        self.degradation_fraction = degradation_fraction
         self.rng = np.random.default_rng(seed)
 
     def fork(self, seed: int | list[int]) -> PatchSampler:
         """The same images and settings with an independent generator (for a worker process)."""
         return PatchSampler(self.pairs, self.scale, self.hr_patch, self.batch_size, seed, self.degradation,
-                            self.edge_fraction, self.hard_fraction, self.hard_candidates)
+                            self.edge_fraction, self.hard_fraction, self.hard_candidates, self.degradation_fraction)
 
     def _snap(self, y: int, x: int, y_max: int, x_max: int) -> tuple[int, int]:
         """Move a patch position onto an edge (2 in 3) or a corner (1 in 3) of the image."""
@@ -233,7 +241,8 @@ class PatchSampler:
             lr = pair.lr[y : y + pl, x : x + pl]
             hr = pair.hr[y * s : (y + pl) * s, x * s : (x + pl) * s]
             lr, hr = augment(lr, hr, self.rng)
-            if self.degradation is not None:
+            if self.degradation is not None and (self.degradation_fraction >= 1.0
+                                                 or self.rng.random() < self.degradation_fraction):
                 lr = self.degradation(np.ascontiguousarray(hr), s, self.rng)
             lr_batch[i, 0] = lr / 255.0
             hr_batch[i, 0] = hr / 255.0

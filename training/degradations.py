@@ -5,6 +5,12 @@ random isotropic or anisotropic Gaussian kernel, downsample with a random kernel
 Poisson (quantum) noise, quantise to 8 bits and JPEG-compress at a random quality. Every random
 choice comes from the generator passed in, so a patch sampler's seed fixes the whole chain.
 
+The downsampling kernels here are PIL's, which always antialias. Real-ESRGAN resizes with
+`torch.nn.functional.interpolate`, which does not (bilinear and bicubic alias; area does not), and
+so does the original project's seed-128to512 protocol. `aliased_prob` makes that share of the
+resizes torch bicubic or bilinear without antialiasing (0, the default: none, and no extra random
+numbers, so earlier runs sample what they did).
+
 The x4-native protocol (engine.evaluation.degrade_x4_native) stays the `bicubic` degradation and
 is what validation measures in either case.
 """
@@ -15,6 +21,8 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image as PILImage
 from scipy.signal import fftconvolve
 
@@ -35,6 +43,8 @@ class RealisticDegradation:
     isotropic_prob: float = 0.5
     sigma_range: tuple[float, float] = (0.2, 3.0)
     resize_kernels: tuple[str, ...] = ("bicubic", "bilinear", "area", "lanczos")
+    aliased_prob: float = 0.0  # share of resizes by torch interpolate without antialiasing
+    aliased_kernels: tuple[str, ...] = ("bicubic", "bilinear")
     noise_prob: float = 0.8
     gaussian_prob: float = 0.5  # else Poisson
     gaussian_sigma: tuple[float, float] = (1.0 / 255.0, 20.0 / 255.0)
@@ -47,7 +57,10 @@ class RealisticDegradation:
         img = hr.astype(np.float32) / 255.0
         if rng.random() < self.blur_prob:
             img = blur(img, self.random_kernel(rng))
-        img = downsample(img, scale, self.resize_kernels[int(rng.integers(len(self.resize_kernels)))])
+        if self.aliased_prob and rng.random() < self.aliased_prob:
+            img = downsample_aliased(img, scale, self.aliased_kernels[int(rng.integers(len(self.aliased_kernels)))])
+        else:
+            img = downsample(img, scale, self.resize_kernels[int(rng.integers(len(self.resize_kernels)))])
         if rng.random() < self.noise_prob:
             img = self.add_noise(img, rng)
         lr = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
@@ -95,6 +108,14 @@ def downsample(img: np.ndarray, scale: int, kernel: str) -> np.ndarray:
     h, w = img.shape
     im = PILImage.fromarray(np.ascontiguousarray(img, dtype=np.float32))
     return np.asarray(im.resize((w // scale, h // scale), RESIZE_KERNELS[kernel]), dtype=np.float32)
+
+
+def downsample_aliased(img: np.ndarray, scale: int, mode: str) -> np.ndarray:
+    """Reduce by `scale` with torch's `mode` interpolation (half-pixel centres, no antialiasing)."""
+    h, w = img.shape
+    tensor = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None]
+    out = F.interpolate(tensor, size=(h // scale, w // scale), mode=mode, align_corners=False)
+    return out[0, 0].numpy()
 
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:

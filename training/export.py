@@ -76,6 +76,16 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
         data.update(train=cfg.data.train, val=cfg.data.val, max_images=cfg.data.max_images,
                     hr_patch=cfg.data.hr_patch, batch_size=cfg.data.batch_size)
     degradation = cfg.data.degradation if cfg is not None else "bicubic"
+    described = f"{degradation}: {DEGRADATIONS[degradation]}"
+    if cfg is not None and degradation == "realistic":
+        chain = DEGRADATIONS["realistic"]
+        if cfg.data.realistic_aliased:
+            chain += (f", {cfg.data.realistic_aliased:.0%} of the resizes by torch bicubic/bilinear "
+                      "without antialiasing")
+        described = f"realistic: {chain}"
+        if cfg.data.realistic_fraction < 1.0:
+            described = (f"realistic on {cfg.data.realistic_fraction:.0%} of the patches: {chain}; "
+                         f"the rest bicubic: {DEGRADATIONS['bicubic']}")
     wall = wall_time_s(run_dir)
     speed = steps_per_second(run_dir)
     compute = sorted({f"{s['processes']} x {s['device_name'] or s['device']} ({s['device']}, "
@@ -88,7 +98,7 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
         "run": run_dir.name,
         "data": data,
         "attribution": NIH_ATTRIBUTION,
-        "degradation": f"{degradation}: {DEGRADATIONS[degradation]}",
+        "degradation": described,
         "steps": weights.step if weights.step is not None else last.get("step"),
         "steps_trained": last.get("step"),
         "compute": "; ".join(compute) or "unknown (run.json missing)",
@@ -112,6 +122,9 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
         if cfg.data.hard_fraction:  # absent on cards of runs that never used it
             info["hard_fraction"] = cfg.data.hard_fraction
             info["hard_candidates"] = cfg.data.hard_candidates
+        if degradation == "realistic":
+            info["realistic_fraction"] = cfg.data.realistic_fraction
+            info["realistic_aliased"] = cfg.data.realistic_aliased
     return _with_lineage(info, parent)
 
 

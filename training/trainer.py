@@ -175,11 +175,12 @@ class Trainer:
         self.best_psnr = -math.inf
         train_files, val_files = train_val_files(cfg.data.train, cfg.data.val, cfg.seed)
         train_pairs = load_pairs(train_files, cfg.data.scale, cfg.data.max_images)
-        degradation = RealisticDegradation() if cfg.data.degradation == "realistic" else None
+        degradation = (RealisticDegradation(aliased_prob=cfg.data.realistic_aliased)
+                       if cfg.data.degradation == "realistic" else None)
         # Rank 0 keeps the configured seed, so one process samples what it always did.
         self.sampler = PatchSampler(train_pairs, cfg.data.scale, cfg.data.hr_patch, cfg.data.batch_size,
                                     cfg.seed + self.dist.rank, degradation, cfg.data.edge_fraction,
-                                    cfg.data.hard_fraction, cfg.data.hard_candidates)
+                                    cfg.data.hard_fraction, cfg.data.hard_candidates, cfg.data.realistic_fraction)
         self.val_set: list[Pair] = []
         self.grid_set: list[Pair] = []
         self.val_bicubic: list[dict[str, float]] = []

@@ -154,6 +154,24 @@ def test_realistic_chain_is_seeded_8bit_and_degrades() -> None:
     assert kernel.shape == (11, 11) and abs(kernel.sum() - 1) < 1e-5 and not np.allclose(kernel, kernel.T)
 
 
+def test_realistic_chain_can_resize_without_antialiasing_as_torch_does() -> None:
+    dots = ((np.random.default_rng(0).random((64, 64)) > 0.5) * 255).astype(np.uint8)  # all high frequency
+    plain = RealisticDegradation(blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, resize_kernels=("bicubic",))
+    aliased = RealisticDegradation(blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, aliased_prob=1.0,
+                                   aliased_kernels=("bicubic",))
+    lr = aliased(dots, 4, np.random.default_rng(0))
+    want = torch.nn.functional.interpolate(torch.from_numpy(dots / np.float32(255.0))[None, None],
+                                           size=(16, 16), mode="bicubic", align_corners=False)[0, 0].numpy()
+    np.testing.assert_array_equal(lr, np.clip(np.rint(want * 255), 0, 255).astype(np.uint8))
+    # antialiased, the dots average towards grey; aliased, they survive as a false pattern
+    assert lr.std() > 2.5 * plain(dots, 4, np.random.default_rng(0)).std()
+    # with aliased_prob 0 (the default) the chain draws exactly what it did
+    hr = load_pairs(list_images(LUNGS), 4)[0].hr
+    for seed in range(4):
+        np.testing.assert_array_equal(RealisticDegradation()(hr, 4, np.random.default_rng(seed)),
+                                      RealisticDegradation(aliased_prob=0.0)(hr, 4, np.random.default_rng(seed)))
+
+
 def test_realistic_sampler_makes_lr_on_the_fly() -> None:
     pairs = load_pairs(list_images(LUNGS), 4)
     plain = PatchSampler(pairs, 4, 32, 4, seed=1)
@@ -161,6 +179,32 @@ def test_realistic_sampler_makes_lr_on_the_fly() -> None:
     (lr_a, hr_a), (lr_b, hr_b) = plain.sample(), real.sample()
     np.testing.assert_array_equal(hr_a[0], hr_b[0])  # same first crop, then the chain draws more
     assert lr_b.shape == lr_a.shape and not np.array_equal(lr_a, lr_b)
+
+
+def test_realistic_fraction_degrades_that_share_and_keeps_the_rest_x4_native() -> None:
+    pairs = load_pairs(list_images(LUNGS), 4)
+    calls = []
+
+    def chain(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+        calls.append(1)
+        return np.zeros((hr.shape[0] // scale, hr.shape[1] // scale), np.uint8)
+
+    lr, _ = PatchSampler(pairs, 4, 32, 400, seed=5, degradation=chain, degradation_fraction=0.3).sample()
+    chained = [i for i in range(400) if not lr[i, 0].any()]
+    assert len(calls) == len(chained) and 0.22 < len(chained) / 400 < 0.38
+    # the other patches are the aligned x4-native cuts, as without a degradation
+    calls.clear()
+    lr0, hr0 = PatchSampler(pairs, 4, 32, 30, seed=6, degradation=chain, degradation_fraction=0.0).sample()
+    assert not calls
+    assert min(metrics(upsample_bicubic(lr0[i, 0], 4), hr0[i, 0])["psnr"] for i in range(30)) > 25
+    # with 1 (the default) exactly the old sampling: no extra random numbers
+    real = RealisticDegradation()
+    np.testing.assert_array_equal(PatchSampler(pairs, 4, 32, 6, seed=7, degradation=real).sample()[0],
+                                  PatchSampler(pairs, 4, 32, 6, seed=7, degradation=real,
+                                               degradation_fraction=1.0).sample()[0])
+    assert PatchSampler(pairs, 4, 32, 1, degradation=chain, degradation_fraction=0.4).fork(2).degradation_fraction == 0.4
+    with pytest.raises(DataError, match="degradation_fraction"):
+        PatchSampler(pairs, 4, 32, 1, degradation_fraction=1.5)
 
 
 def test_worker_processes_are_seeded_per_worker_and_deterministic() -> None:
