@@ -33,7 +33,9 @@ class DataConfig:
     batch_size: int = 16
     degradation: str = "bicubic"  # "bicubic" (x4-native protocol) or "realistic"
     realistic_fraction: float = 1.0  # with "realistic": share of patches degraded; the rest stay x4-native
-    realistic_aliased: float = 0.0  # with "realistic": share of its resizes done without antialiasing
+    # with "realistic": fields of training.degradations.RealisticDegradation over its defaults, e.g.
+    # {sigma_range: [0.2, 1.5], aliased_prob: 0.5}
+    realistic: dict[str, Any] = field(default_factory=dict)
     edge_fraction: float = 0.0  # share of patches snapped to an image edge or corner (see data.py)
     hard_fraction: float = 0.0  # share of the other patches taken where bicubic errs most (see data.py)
     hard_candidates: int = 8  # uniform positions a hard patch is chosen from
@@ -212,10 +214,16 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.degradation must be 'bicubic' or 'realistic', not {cfg.data.degradation!r}.")
     if not 0.0 <= cfg.data.realistic_fraction <= 1.0:
         raise ConfigError(f"data.realistic_fraction ({cfg.data.realistic_fraction}) must be between 0 and 1.")
-    if not 0.0 <= cfg.data.realistic_aliased <= 1.0:
-        raise ConfigError(f"data.realistic_aliased ({cfg.data.realistic_aliased}) must be between 0 and 1.")
-    if cfg.data.degradation != "realistic" and (cfg.data.realistic_fraction != 1.0 or cfg.data.realistic_aliased):
-        raise ConfigError("data.realistic_fraction and data.realistic_aliased only apply with data.degradation: realistic (every bicubic patch is x4-native already).")
+    if cfg.data.degradation != "realistic" and (cfg.data.realistic_fraction != 1.0 or cfg.data.realistic):
+        raise ConfigError("data.realistic_fraction and data.realistic only apply with data.degradation: realistic (every bicubic patch is x4-native already).")
+    if cfg.data.degradation == "realistic" and cfg.data.realistic:
+        # SciPy and torch: imported only when asked for
+        from training.degradations import RealisticDegradation
+
+        try:
+            RealisticDegradation.from_settings(cfg.data.realistic)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"data.realistic: {exc}.") from None
     if cfg.data.degradation == "realistic" and cfg.data.hr_patch < 32:
         raise ConfigError(f"data.hr_patch ({cfg.data.hr_patch}) must be at least 32 for the realistic degradation, whose blur kernels reach 21 pixels.")
     if cfg.model.zero_init_last and not cfg.model.params.get("upsample_residual"):

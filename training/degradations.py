@@ -11,6 +11,8 @@ so does the original project's seed-128to512 protocol. `aliased_prob` makes that
 resizes torch bicubic or bilinear without antialiasing (0, the default: none, and no extra random
 numbers, so earlier runs sample what they did).
 
+Every field can be set from a training config (`data.realistic`, through `from_settings`).
+
 The x4-native protocol (engine.evaluation.degrade_x4_native) stays the `bicubic` degradation and
 is what validation measures in either case.
 """
@@ -18,7 +20,8 @@ is what validation measures in either case.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +35,7 @@ RESIZE_KERNELS = {
     "area": PILImage.Resampling.BOX,
     "lanczos": PILImage.Resampling.LANCZOS,
 }
+ALIASED_KERNELS = ("bicubic", "bilinear")  # torch interpolate modes that do not antialias
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,39 @@ class RealisticDegradation:
     poisson_peak: tuple[float, float] = (50.0, 5000.0)  # photon counts at white, log-uniform
     jpeg_prob: float = 0.8
     jpeg_quality: tuple[int, int] = (30, 95)
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> RealisticDegradation:
+        """The chain with `settings` (field -> value, lists for ranges) over the defaults; ValueError names
+        the first bad one."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ValueError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+        chain = cls(**values)
+        chain.check()
+        return chain
+
+    def check(self) -> None:
+        for name in ("blur_prob", "isotropic_prob", "noise_prob", "gaussian_prob", "jpeg_prob", "aliased_prob"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} ({value!r}) must be a number between 0 and 1")
+        for name, low in (("sigma_range", 1e-3), ("gaussian_sigma", 0.0), ("poisson_peak", 1.0), ("jpeg_quality", 1)):
+            pair = getattr(self, name)
+            if (not isinstance(pair, tuple) or len(pair) != 2 or not all(isinstance(v, (int, float)) for v in pair)
+                    or not low <= pair[0] <= pair[1]):
+                raise ValueError(f"{name} ({list(pair) if isinstance(pair, tuple) else pair!r}) must be [low, high] "
+                                 f"with {low} <= low <= high")
+        if self.jpeg_quality[1] > 100:
+            raise ValueError(f"jpeg_quality ({list(self.jpeg_quality)}) must stay within 1-100")
+        if not self.kernel_sizes or any(not isinstance(k, int) or k < 3 or k % 2 == 0 for k in self.kernel_sizes):
+            raise ValueError(f"kernel_sizes ({list(self.kernel_sizes)}) must be odd integers of at least 3")
+        for name, allowed in (("resize_kernels", tuple(RESIZE_KERNELS)), ("aliased_kernels", ALIASED_KERNELS)):
+            chosen = getattr(self, name)
+            if not chosen or any(k not in allowed for k in chosen):
+                raise ValueError(f"{name} ({list(chosen)}) must be chosen from {', '.join(allowed)}")
 
     def __call__(self, hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
         """HR uint8 (h, w) -> LR uint8 (h // scale, w // scale)."""

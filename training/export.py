@@ -79,9 +79,8 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
     described = f"{degradation}: {DEGRADATIONS[degradation]}"
     if cfg is not None and degradation == "realistic":
         chain = DEGRADATIONS["realistic"]
-        if cfg.data.realistic_aliased:
-            chain += (f", {cfg.data.realistic_aliased:.0%} of the resizes by torch bicubic/bilinear "
-                      "without antialiasing")
+        if cfg.data.realistic:
+            chain += f", with {json.dumps(cfg.data.realistic, sort_keys=True)} over its defaults"
         described = f"realistic: {chain}"
         if cfg.data.realistic_fraction < 1.0:
             described = (f"realistic on {cfg.data.realistic_fraction:.0%} of the patches: {chain}; "
@@ -124,7 +123,7 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
             info["hard_candidates"] = cfg.data.hard_candidates
         if degradation == "realistic":
             info["realistic_fraction"] = cfg.data.realistic_fraction
-            info["realistic_aliased"] = cfg.data.realistic_aliased
+            info["realistic"] = cfg.data.realistic
     return _with_lineage(info, parent)
 
 

@@ -175,7 +175,7 @@ class Trainer:
         self.best_psnr = -math.inf
         train_files, val_files = train_val_files(cfg.data.train, cfg.data.val, cfg.seed)
         train_pairs = load_pairs(train_files, cfg.data.scale, cfg.data.max_images)
-        degradation = (RealisticDegradation(aliased_prob=cfg.data.realistic_aliased)
+        degradation = (RealisticDegradation.from_settings(cfg.data.realistic)
                        if cfg.data.degradation == "realistic" else None)
         # Rank 0 keeps the configured seed, so one process samples what it always did.
         self.sampler = PatchSampler(train_pairs, cfg.data.scale, cfg.data.hr_patch, cfg.data.batch_size,

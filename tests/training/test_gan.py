@@ -90,7 +90,7 @@ def test_gan_steps_with_feature_matching_change_weights_and_resume(tiny_config: 
     def cfg() -> TrainConfig:
         return tiny_config(stage="gan", init_from=str(psnr_run), steps=4, log_every=2, ckpt_every=2, val_every=4,
                            gan__feature_loss="discriminator", gan__d_num_feat=4, precision="bf16",
-                           data__degradation="realistic", data__realistic_fraction=0.5, data__realistic_aliased=0.5,
+                           data__degradation="realistic", data__realistic_fraction=0.5, data__realistic={"aliased_prob": 0.5, "sigma_range": [0.2, 1.5]},
                            optim__schedule="step", optim__milestones=[2])
 
     straight = GanTrainer(cfg(), tmp_path / "a")
@@ -104,8 +104,9 @@ def test_gan_steps_with_feature_matching_change_weights_and_resume(tiny_config: 
     assert not (tmp_path / "a" / "best_ema.pt").exists()  # GAN models are not picked by PSNR
     card = export_run(tmp_path / "a", tmp_path / "models", name="gan-tiny")
     assert card.training["stage"] == "gan" and card.training["steps"] == 4 and "val_psnr" in card.metrics["during_training"]
-    assert card.training["realistic_fraction"] == card.training["realistic_aliased"] == 0.5
-    assert "50% of the resizes by torch bicubic/bilinear without antialiasing" in card.training["degradation"]
+    assert card.training["realistic_fraction"] == 0.5
+    assert card.training["realistic"] == {"aliased_prob": 0.5, "sigma_range": [0.2, 1.5]}
+    assert 'with {"aliased_prob": 0.5, "sigma_range": [0.2, 1.5]} over its defaults' in card.training["degradation"]
     assert card.training["degradation"].startswith("realistic on 50% of the patches") and "rest bicubic" in card.training["degradation"]
 
     first = GanTrainer(cfg(), tmp_path / "b")
