@@ -75,16 +75,6 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
     if cfg is not None:
         data.update(train=cfg.data.train, val=cfg.data.val, max_images=cfg.data.max_images,
                     hr_patch=cfg.data.hr_patch, batch_size=cfg.data.batch_size)
-    degradation = cfg.data.degradation if cfg is not None else "bicubic"
-    described = f"{degradation}: {DEGRADATIONS[degradation]}"
-    if cfg is not None and degradation == "realistic":
-        chain = DEGRADATIONS["realistic"]
-        if cfg.data.realistic:
-            chain += f", with {json.dumps(cfg.data.realistic, sort_keys=True)} over its defaults"
-        described = f"realistic: {chain}"
-        if cfg.data.realistic_fraction < 1.0:
-            described = (f"realistic on {cfg.data.realistic_fraction:.0%} of the patches: {chain}; "
-                         f"the rest bicubic: {DEGRADATIONS['bicubic']}")
     wall = wall_time_s(run_dir)
     speed = steps_per_second(run_dir)
     compute = sorted({f"{s['processes']} x {s['device_name'] or s['device']} ({s['device']}, "
@@ -97,7 +87,7 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
         "run": run_dir.name,
         "data": data,
         "attribution": NIH_ATTRIBUTION,
-        "degradation": described,
+        "degradation": _describe_degradation(cfg),
         "steps": weights.step if weights.step is not None else last.get("step"),
         "steps_trained": last.get("step"),
         "compute": "; ".join(compute) or "unknown (run.json missing)",
@@ -121,10 +111,23 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
         if cfg.data.hard_fraction:  # absent on cards of runs that never used it
             info["hard_fraction"] = cfg.data.hard_fraction
             info["hard_candidates"] = cfg.data.hard_candidates
-        if degradation == "realistic":
+        if cfg.data.degradation == "realistic":
             info["realistic_fraction"] = cfg.data.realistic_fraction
             info["realistic"] = cfg.data.realistic
     return _with_lineage(info, parent)
+
+
+def _describe_degradation(cfg: TrainConfig | None) -> str:
+    """The card's one-line account of how the LR of each training patch was made."""
+    if cfg is None or cfg.data.degradation != "realistic":
+        return f"bicubic: {DEGRADATIONS['bicubic']}"
+    chain = DEGRADATIONS["realistic"]
+    if cfg.data.realistic:
+        chain += f", with {json.dumps(cfg.data.realistic, sort_keys=True)} over its defaults"
+    if cfg.data.realistic_fraction >= 1.0:
+        return f"realistic: {chain}"
+    return (f"realistic on {cfg.data.realistic_fraction:.0%} of the patches: {chain}; "
+            f"the rest bicubic: {DEGRADATIONS['bicubic']}")
 
 
 def _parent_card(run_dir: Path) -> dict[str, Any] | None:
