@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-command", default=None,
                    help="the training command, for runs whose run.json does not record it")
     p.add_argument("--checkpoint", default=None,
-                   help="export this run file instead of best_ema.pt: last.ckpt, or a copy of it kept at some step")
+                   help="export this run file instead of best_ema.pt: last.ckpt, a step-NNNNNN.ckpt kept by keep_every, "
+                        "or another saved copy")
     _card_options(p)
 
     p = sub.add_parser("report", help="write progress.png and val_grid.png for a run")

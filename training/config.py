@@ -91,6 +91,10 @@ class TrainConfig:
     # frame-line redrawing does not count: the number the default model is chosen by).
     select_by: str = "val_psnr"
     ckpt_every: int = 500
+    # Every this many steps also keep a copy of the checkpoint as step-NNNNNN.ckpt (0 = none), so
+    # several points of one run can be exported (`cxr-train export --checkpoint`) and measured
+    # under protocols the training validation does not run (seed-128to512).
+    keep_every: int = 0
     out_dir: str = "runs"
     init_from: str | None = None  # weights in any format engine.sr reads, or a run's checkpoint
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
@@ -238,6 +242,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("optim.lr must be positive and data.workers / val_grid not negative.")
     if min(cfg.log_every, cfg.val_every, cfg.ckpt_every) <= 0:
         raise ConfigError("log_every, val_every and ckpt_every must be positive.")
+    if cfg.keep_every < 0:
+        raise ConfigError("keep_every must be 0 (keep no copies) or a positive number of steps.")
     if cfg.select_by not in SELECT_BY:
         raise ConfigError(f"select_by must be {' or '.join(SELECT_BY)}, not {cfg.select_by!r}.")
     if cfg.select_by == "val_psnr_interior" and cfg.data.val_crop_size > 0:

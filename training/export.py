@@ -254,7 +254,7 @@ def _checkpoint_path(run_dir: Path, checkpoint: str | Path) -> Path:
         path = run_dir / path
     if not path.is_file():
         raise ConfigError(f"The checkpoint {checkpoint} is neither a file nor in {run_dir}; "
-                          "name last.ckpt, best_ema.pt or the path of a saved copy.")
+                          "name last.ckpt, best_ema.pt, a step-NNNNNN.ckpt that keep_every kept, or the path of a saved copy.")
     return path
 
 

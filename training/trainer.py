@@ -37,7 +37,8 @@ from training.data import Pair, PatchSampler, load_pairs, train_val_files, val_c
 from training.degradations import RealisticDegradation
 from training.loader import Batch, seed_key, worker_batches
 
-__all__ = ["CHECKPOINT_NAME", "EMA", "Trainer", "autocast_dtype", "bicubic_upsample", "lr_lambda", "quality"]
+__all__ = ["CHECKPOINT_NAME", "EMA", "Trainer", "autocast_dtype", "bicubic_upsample", "kept_checkpoint_name", "lr_lambda",
+           "quality"]
 
 LOG_NAME = "log.csv"
 RUN_INFO_NAME = "run.json"
@@ -70,6 +71,11 @@ class EMA:
                 ema_state[key].mul_(self.decay).add_(value.detach(), alpha=1.0 - self.decay)
             else:
                 ema_state[key].copy_(value)
+
+
+def kept_checkpoint_name(step: int) -> str:
+    """The copy of the checkpoint `keep_every` keeps at `step` (export it with --checkpoint NAME)."""
+    return f"step-{step:06d}.ckpt"
 
 
 def lr_lambda(cfg: TrainConfig):
@@ -441,6 +447,8 @@ class Trainer:
                         last = self._log_row(row, log, start, start_step, target, progress)
                 if self.step % self.cfg.ckpt_every == 0 or self.step == target:
                     self.save_checkpoint()
+                if self.cfg.keep_every and self.step % self.cfg.keep_every == 0:
+                    self.save_checkpoint(kept_checkpoint_name(self.step))
         return last
 
     @contextlib.contextmanager

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -61,6 +62,26 @@ def model_title(info: Any) -> str:
     return f"{title} ({card.name})" if title != card.name else card.name
 
 
+# The protocols a model's tooltip names: the one the models are trained for, and the one closest
+# to images made some other way (no antialiasing, noise). bf16 repeats x4-native and is left out.
+TOOLTIP_PROTOCOLS = ("x4-native", "seed-128to512")
+
+
+def model_tooltip(info: Any) -> str:
+    """What a model gains over bicubic under each protocol, from its card, for the model picker:
+    the choice between models is a trade between kinds of input, and the numbers say which."""
+    card = getattr(info, "card", None)
+    if card is None:
+        return ""
+    lines = [model_title(info) + (" \N{EM DASH} the default" if getattr(card, "default", False) else "")]
+    metrics = card.metrics if isinstance(card.metrics, dict) else {}
+    shown = {key: metrics[key] for key in TOOLTIP_PROTOCOLS if key in metrics}
+    lines += [f"{name}: {text}" for kind, name, text in quality_rows(shown) if kind == "quality"]
+    if len(lines) == 1:
+        lines.append("No measurements on its card.")
+    return "\n".join(lines)
+
+
 class SettingsDialog(QDialog):
     def __init__(self, settings: ViewerSettings, parent: QWidget | None = None,
                  models: list[Any] | None = None) -> None:
@@ -73,6 +94,7 @@ class SettingsDialog(QDialog):
         self.model.addItem("Default model", "")
         for info in (list_models() if models is None else models):
             self.model.addItem(model_title(info), str(getattr(info.card, "name", "")))
+            self.model.setItemData(self.model.count() - 1, model_tooltip(info), Qt.ItemDataRole.ToolTipRole)
         if settings.model and self.model.findData(settings.model) < 0:
             self.model.addItem(Path(settings.model).name, settings.model)
         self.model.setCurrentIndex(max(0, self.model.findData(settings.model)))

@@ -38,6 +38,10 @@ def test_presets_load_and_cpu_fast_keeps_its_meaning() -> None:
     assert more.init_from == "resources/models/cxr-fidelity-x4.safetensors"
     assert more.optim.lr < fidelity.optim.lr  # a gentler restart than from scratch (preset comment)
     assert fast.data.edge_fraction == fidelity.data.edge_fraction == 0.0
+    robust = load_config("cpu-robust")  # Fast's network on mostly realistic inputs, a copy kept per 1k steps
+    assert robust.model.params == fast.model.params and robust.init_from == "resources/models/cxr-fast-x4.safetensors"
+    assert (robust.data.degradation, robust.data.realistic_fraction, robust.keep_every) == ("realistic", 0.75, 1000)
+    assert robust.data.realistic["sigma_range"] == [0.2, 1.5] and robust.data.realistic["aliased_prob"] == 0.5
 
 
 def test_config_round_trips_through_plain_values(tmp_path: Path) -> None:

@@ -137,7 +137,7 @@ def test_export_can_take_another_checkpoint_of_the_run(two_runs: tuple[Path, Pat
     assert main(["export", str(psnr), "--out", str(out), "--checkpoint", "step_9.ckpt"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"cxr-train: The checkpoint step_9.ckpt is neither a file nor in {psnr}; "
-        "name last.ckpt, best_ema.pt or the path of a saved copy.")
+        "name last.ckpt, best_ema.pt, a step-NNNNNN.ckpt that keep_every kept, or the path of a saved copy.")
 
 
 def test_the_card_says_how_the_weights_were_made_without_hand_edits(tmp_path: Path) -> None:

@@ -72,6 +72,26 @@ def test_checkpoints_without_the_newer_keys_still_load(tiny_config: Make, tmp_pa
     assert other.step == 4 and _same_weights(trainer.model, other.model)
 
 
+def test_keep_every_keeps_a_copy_of_the_checkpoint_at_each_multiple(tiny_config: Make, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    trainer = Trainer(tiny_config(steps=6, log_every=2, val_every=6, ckpt_every=5, keep_every=2, val_grid=0), run)
+    trainer.fit(progress=False)
+    assert sorted(p.name for p in run.glob("*.ckpt")) == [
+        "last.ckpt", "step-000002.ckpt", "step-000004.ckpt", "step-000006.ckpt"]
+    # each copy is the run at that step: resuming from step 4 and going on gives the same weights
+    assert read_generator(run / "step-000004.ckpt").step == 4
+    again = Trainer(tiny_config(steps=6, log_every=2, val_every=6, ckpt_every=5, val_grid=0), tmp_path / "again")
+    again.load_checkpoint(run / "step-000004.ckpt")
+    again.fit(progress=False)
+    assert _same_weights(trainer.model, again.model) and _same_weights(trainer.ema.model, again.ema.model)
+    # off by default; a negative value is refused in one sentence
+    plain = Trainer(tiny_config(steps=4, ckpt_every=2, val_grid=0), tmp_path / "plain")
+    plain.fit(progress=False)
+    assert [p.name for p in (tmp_path / "plain").glob("*.ckpt")] == ["last.ckpt"]
+    with pytest.raises(ConfigError, match="keep_every must be 0"):
+        tiny_config(keep_every=-1)
+
+
 def test_run_folder_holds_log_plots_and_config(tiny_config: Make, tmp_path: Path) -> None:
     cfg = tiny_config(steps=6, log_every=3, val_every=3, val_grid=2)
     trainer = Trainer(cfg, tmp_path / "run")

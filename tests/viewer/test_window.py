@@ -44,6 +44,30 @@ def test_settings_dialog_round_trip(qtbot: Any) -> None:
     assert dialog.threads.text() == "All cores"
 
 
+def test_each_model_in_settings_says_its_gain_under_both_protocols(qtbot: Any) -> None:
+    from engine.sr.card import ModelCard
+    from engine.sr.registry import ModelInfo
+
+    def side(psnr: float, delta: float) -> dict[str, Any]:
+        return {"bicubic": {"psnr": psnr - delta, "ssim": 0.9},
+                "model": {"psnr": psnr, "ssim": 0.91, "delta_psnr_vs_bicubic": delta}}
+
+    card = ModelCard(name="real", architecture="SRVGGNetCompact", title="Real-world", default=True,
+                     metrics={"x4-native": side(40.0, 4.0), "seed-128to512": side(33.0, 0.2),
+                              "x4-native_bf16": side(40.0, 4.0)})
+    bare = ModelCard(name="bare", architecture="SRVGGNetCompact", title="Bare")
+    dialog = SettingsDialog(settings.ViewerSettings(), models=[ModelInfo(card, Path("real.safetensors")),
+                                                                ModelInfo(bare, Path("bare.safetensors"))])
+    qtbot.addWidget(dialog)
+    tip = dialog.model.itemData(dialog.model.findData("real"), Qt.ItemDataRole.ToolTipRole)
+    assert tip.splitlines()[0] == "Real-world (real) \N{EM DASH} the default"
+    assert "x4-native: model 40.00 dB" in tip and ": +4.00 dB" in tip
+    assert "seed-128to512: model 33.00 dB" in tip and ": +0.20 dB" in tip
+    assert "bf16" not in tip and len(tip.splitlines()) == 3
+    assert dialog.model.itemData(dialog.model.findData("bare"), Qt.ItemDataRole.ToolTipRole) == \
+        "Bare (bare)\nNo measurements on its card."
+
+
 def test_about_shows_model_card_attribution_and_use(qtbot: Any) -> None:
     dialog = AboutDialog(None, "0.1.0")
     qtbot.addWidget(dialog)
