@@ -106,9 +106,15 @@ class SettingsDialog(QDialog):
         for info in (list_models() if models is None else models):
             self.model.addItem(model_title(info), str(getattr(info.card, "name", "")))
             self.model.setItemData(self.model.count() - 1, model_tooltip(info), Qt.ItemDataRole.ToolTipRole)
+            if getattr(info.card, "default", False):  # "Default model" is this one today
+                self.model.setItemData(0, model_tooltip(info), Qt.ItemDataRole.ToolTipRole)
         if settings.model and self.model.findData(settings.model) < 0:
             self.model.addItem(Path(settings.model).name, settings.model)
+        # the closed box shows the chosen model's trade-off on hover too, not only the open list
+        self.model.currentIndexChanged.connect(
+            lambda i: self.model.setToolTip(self.model.itemData(i, Qt.ItemDataRole.ToolTipRole) or ""))
         self.model.setCurrentIndex(max(0, self.model.findData(settings.model)))
+        self.model.setToolTip(self.model.currentData(Qt.ItemDataRole.ToolTipRole) or "")
         browse = QPushButton("File\N{HORIZONTAL ELLIPSIS}")
         browse.clicked.connect(self._browse_model)
         row = QHBoxLayout()

@@ -68,6 +68,9 @@ def test_each_model_in_settings_says_its_gain_under_both_protocols(qtbot: Any) -
         "seed-128to512: -0.20 dB over bicubic (interior -0.10, lung fields +0.47), SSIM better on 95 % of images"]
     assert dialog.model.itemData(dialog.model.findData("bare"), Qt.ItemDataRole.ToolTipRole) == \
         "Bare (bare)\nNo measurements on its card."
+    assert dialog.model.toolTip() == tip  # "Default model" is chosen, and "real" is the default
+    dialog.model.setCurrentIndex(dialog.model.findData("real"))
+    assert dialog.model.toolTip() == tip
 
 
 def test_about_shows_model_card_attribution_and_use(qtbot: Any) -> None:
