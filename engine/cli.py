@@ -453,10 +453,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"software": f"cxr-enhance {__version__}", "inputs": args.inputs,
                               "protocols": []}
     problems: dict[str, str] = {}
-    figure = CropCollector(images, root, args) if args.crops else None
-    for protocol in args.protocol or list(ev.PROTOCOLS):
+    protocols = args.protocol or list(ev.PROTOCOLS)
+    # the crop figure shows the first protocol run: x4-native unless --protocol names another
+    figure = CropCollector(images, root, args, protocols[0]) if args.crops else None
+    for protocol in protocols:
         progress = None if args.quiet else _eval_progress(protocol)
-        collect = figure.collect if figure is not None and protocol == "x4-native" else None
+        collect = figure.collect if figure is not None and protocol == figure.protocol else None
         result = ev.evaluate(images, protocol, methods, seed=args.seed, root=root,
                              on_image=progress, on_problem=problems.setdefault, on_output=collect)
         print(ev.format_table(result))
@@ -467,8 +469,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         say(f"skipped: {name} {sentence}")
     if figure is not None:
         written = figure.write(methods)
-        say(f"crops written to {written}" if written else
-            "no crops written: --crops needs the x4-native protocol")
+        say(f"crops written to {written}" if written else "no crops written: no image was evaluated")
     if args.update_card:
         for card_path in update_cards(report, methods, args):
             say(f"metrics written to the model card {card_path}")
@@ -481,7 +482,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 class CropCollector:
     """Keeps a lung crop of every method's output on a few images, for `eval --crops`."""
 
-    def __init__(self, images: list[Path], root: Path | None, args: argparse.Namespace) -> None:
+    def __init__(self, images: list[Path], root: Path | None, args: argparse.Namespace,
+                 protocol: str = "x4-native") -> None:
         import numpy as np
 
         from engine import evaluation as ev
@@ -490,6 +492,7 @@ class CropCollector:
         picks = np.linspace(0, len(images) - 1, count).round().astype(int) if count else []
         self.names = [ev.display_name(images[i], root) for i in dict.fromkeys(int(i) for i in picks)]
         self.size = args.crop_size
+        self.protocol = protocol
         self.out = Path(args.crops)
         self.cells: dict[str, dict[str, Any]] = {name: {} for name in self.names}
 
@@ -524,7 +527,7 @@ class CropCollector:
             rows.append((name, row))
         if not rows:
             return None
-        title = (f"x4-native lung crops ({self.size}px HR), PSNR of each crop; "
+        title = (f"{self.protocol} lung crops ({self.size}px HR), PSNR of each crop; "
                  f"{', '.join(name for name, _ in rows)}")
         figure = ev.crop_figure(rows, title=title)
         return atomic_write(self.out, lambda handle: figure.save(handle, format="PNG"))
@@ -802,7 +805,8 @@ def _eval_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed of seed-128to512 (default 0)")
     p.add_argument("--json-out", metavar="FILE", help="write per-image results as JSON")
     p.add_argument("--crops", metavar="PNG",
-                   help="also write a figure of lung crops (x4-native): LR | bicubic | each model | HR")
+                   help="also write a figure of lung crops under the first protocol evaluated (x4-native unless "
+                        "--protocol names another): LR | bicubic | each model | HR")
     p.add_argument("--crop-images", type=_positive_int, default=4,
                    help="images in the --crops figure, spread over the sorted list (default 4)")
     p.add_argument("--crop-size", type=_positive_int, default=128,

@@ -371,6 +371,17 @@ def test_eval_crops_figure_has_a_column_per_method(models_dir: Path, tmp_path: P
     y0, x0, side = ev.lung_box(hr0.shape, 32)
     assert side == 32
     np.testing.assert_array_equal(hr_tile[::6, ::6], hr0[y0:y0 + 32, x0:x0 + 32])
+    # under seed-128to512 (--protocol) the crops come from its 128 -> 512 pairs, noise included
+    seed_figure = tmp_path / "crops_seed.png"
+    assert main(["eval", str(src), "--model", TINY, "-q", "--device", "cpu", "--protocol", "seed-128to512",
+                 "--crops", str(seed_figure), "--crop-images", "1", "--crop-size", "32",
+                 "--tile", "32", "--overlap", "4"]) == 0
+    grid = np.asarray(Image.open(seed_figure))
+    assert grid.shape == (16 + 12 + 192 + 4, 5 * 192 + 4 * 4)
+    lr, hr = ev.make_pair("seed-128to512", hr0, "0.png")
+    y0, x0, side = ev.lung_box(hr.shape, 32)
+    expected = np.clip(hr[y0:y0 + 32, x0:x0 + 32] * 255 + 0.5, 0, 255).astype(np.uint8)
+    np.testing.assert_allclose(grid[16 + 12:16 + 12 + 192, 4 * (192 + 4):][::6, ::6], expected, atol=1)
 
 
 def test_compare_two_reports_and_two_methods(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
