@@ -369,6 +369,14 @@ class Trainer:
         tmp.replace(path)
         return path
 
+    def keep_copy(self, path: Path) -> Path:
+        """Copy the checkpoint just written to step-NNNNNN.ckpt (atomically, as it was written)."""
+        kept = self.run_dir / kept_checkpoint_name(self.step)
+        tmp = kept.with_suffix(".tmp")
+        shutil.copyfile(path, tmp)
+        tmp.replace(kept)
+        return kept
+
     def load_checkpoint(self, path: str | Path) -> None:
         # Our own checkpoints hold numpy RNG state and python tuples: trusted, written by us.
         self.load_state(torch.load(path, map_location="cpu", weights_only=False))
@@ -445,10 +453,11 @@ class Trainer:
                     losses = []
                     if self.dist.is_main:
                         last = self._log_row(row, log, start, start_step, target, progress)
-                if self.step % self.cfg.ckpt_every == 0 or self.step == target:
-                    self.save_checkpoint()
-                if self.cfg.keep_every and self.step % self.cfg.keep_every == 0:
-                    self.save_checkpoint(kept_checkpoint_name(self.step))
+                keep = bool(self.cfg.keep_every) and self.step % self.cfg.keep_every == 0
+                if keep or self.step % self.cfg.ckpt_every == 0 or self.step == target:
+                    path = self.save_checkpoint()
+                    if keep and path is not None:  # the kept copy is this checkpoint, copied, not saved again
+                        self.keep_copy(path)
         return last
 
     @contextlib.contextmanager

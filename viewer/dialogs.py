@@ -78,16 +78,20 @@ def model_tooltip(info: Any) -> str:
     for protocol in TOOLTIP_PROTOCOLS:
         entry = metrics.get(protocol)
         model = entry.get("model") if isinstance(entry, dict) else None
-        if isinstance(model, dict) and isinstance(model.get("delta_psnr_vs_bicubic"), int | float):
-            line = f"{protocol}: {model['delta_psnr_vs_bicubic']:+.2f} dB over bicubic"
-            parts = [f"{label} {model[key]:+.2f}" for key, label in
-                     (("delta_psnr_interior_vs_bicubic", "interior"), ("delta_psnr_lungs_vs_bicubic", "lung fields"))
-                     if isinstance(model.get(key), int | float)]
-            if parts:
-                line += f" ({', '.join(parts)})"
-            if isinstance(model.get("ssim_wins_vs_bicubic_pct"), int | float):
-                line += f", SSIM better on {model['ssim_wins_vs_bicubic_pct']:.0f} % of images"
-            lines.append(line)
+        if not isinstance(model, dict):
+            continue
+        found = {key: value for key, value in model.items() if isinstance(value, int | float)}
+        if "delta_psnr_vs_bicubic" not in found:
+            continue
+        line = f"{protocol}: {found['delta_psnr_vs_bicubic']:+.2f} dB over bicubic"
+        parts = [f"{label} {found[key]:+.2f}" for key, label in (("delta_psnr_interior_vs_bicubic", "interior"),
+                                                                 ("delta_psnr_lungs_vs_bicubic", "lung fields"))
+                 if key in found]
+        if parts:
+            line += f" ({', '.join(parts)})"
+        if "ssim_wins_vs_bicubic_pct" in found:
+            line += f", SSIM better on {found['ssim_wins_vs_bicubic_pct']:.0f} % of images"
+        lines.append(line)
     if len(lines) == 1:
         lines.append("No measurements on its card.")
     return "\n".join(lines)
