@@ -42,6 +42,11 @@ def test_presets_load_and_cpu_fast_keeps_its_meaning() -> None:
     assert robust.model.params == fast.model.params and robust.init_from == "resources/models/cxr-fast-x4.safetensors"
     assert (robust.data.degradation, robust.data.realistic_fraction, robust.keep_every) == ("realistic", 0.75, 1000)
     assert robust.data.realistic["sigma_range"] == [0.2, 1.5] and robust.data.realistic["aliased_prob"] == 0.5
+    robust_rrdb = load_config("cpu-robust-rrdb")  # the same recipe on Fidelity's network
+    assert robust_rrdb.model.params == fidelity.model.params
+    assert robust_rrdb.init_from == "resources/models/cxr-fidelity-x4.safetensors"
+    assert robust_rrdb.data.realistic == robust.data.realistic and robust_rrdb.keep_every == 1000
+    assert robust_rrdb.data.realistic_fraction == robust.data.realistic_fraction
 
 
 def test_config_round_trips_through_plain_values(tmp_path: Path) -> None:
