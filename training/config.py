@@ -41,6 +41,11 @@ class DataConfig:
     hard_candidates: int = 8  # uniform positions a hard patch is chosen from
     val_crops: int = 8  # fixed centre crops of val images used for validation during training
     val_crop_size: int = 256  # HR size of each validation crop
+    # Protocols the training validation runs on those images (engine.evaluation.PROTOCOLS):
+    # x4-native always; with seed-128to512 too, log.csv gains the same columns suffixed _seed
+    # (whole images, 128 -> 512, the protocol's own noise), so a run meant for inputs that were
+    # not made by clean downsampling can keep its best EMA by them (select_by: val_psnr_seed).
+    val_protocols: list[str] = field(default_factory=lambda: ["x4-native"])
     max_images: int | None = None
     workers: int = 0  # DataLoader worker processes; 0 = load in the training process
 
@@ -195,7 +200,10 @@ def _check_types(obj: Any, prefix: str = "") -> None:
         _check_type(value, default, f"{prefix}{f.name}")
 
 
-SELECT_BY = ("val_psnr", "val_psnr_interior")  # validation columns best_ema.pt may be chosen by
+# Validation columns best_ema.pt may be chosen by; the _seed ones need seed-128to512 in
+# data.val_protocols.
+SELECT_BY = ("val_psnr", "val_psnr_interior", "val_psnr_seed", "val_psnr_interior_seed")
+VAL_PROTOCOLS = ("x4-native", "seed-128to512")  # engine.evaluation.PROTOCOLS, without importing it
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -244,12 +252,26 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("log_every, val_every and ckpt_every must be positive.")
     if cfg.keep_every < 0:
         raise ConfigError("keep_every must be 0 (keep no copies) or a positive number of steps.")
+    _validate_protocols(cfg)
     if cfg.select_by not in SELECT_BY:
-        raise ConfigError(f"select_by must be {' or '.join(SELECT_BY)}, not {cfg.select_by!r}.")
+        raise ConfigError(f"select_by must be {', '.join(SELECT_BY[:-1])} or {SELECT_BY[-1]}, not {cfg.select_by!r}.")
+    if cfg.select_by.endswith("_seed") and "seed-128to512" not in cfg.data.val_protocols:
+        raise ConfigError(f"select_by: {cfg.select_by} is measured only with seed-128to512 in data.val_protocols; add it there.")
     if cfg.select_by == "val_psnr_interior" and cfg.data.val_crop_size > 0:
         _check_interior_crops(cfg)
     if cfg.stage == "gan":
         _validate_gan(cfg)
+
+
+def _validate_protocols(cfg: TrainConfig) -> None:
+    protocols = cfg.data.val_protocols
+    unknown = [p for p in protocols if p not in VAL_PROTOCOLS]
+    if unknown:
+        raise ConfigError(f"data.val_protocols: {unknown[0]!r} is not a protocol; use {' and/or '.join(VAL_PROTOCOLS)}.")
+    if "x4-native" not in protocols or len(set(protocols)) != len(protocols):
+        raise ConfigError("data.val_protocols must list x4-native (the validation every run keeps), each protocol once.")
+    if "seed-128to512" in protocols and cfg.data.scale != 4:
+        raise ConfigError("data.val_protocols: seed-128to512 is a x4 protocol (128 -> 512); it needs data.scale 4.")
 
 
 def _check_interior_crops(cfg: TrainConfig) -> None:

@@ -22,7 +22,7 @@ from engine.sr.weights import WeightsError, detect, file_sha256, model_hparams, 
 from training.checkpoints import CHECKPOINT_NAME, GeneratorWeights, load_run_file, read_generator
 from training.config import ConfigError, TrainConfig, config_from_dict, load_config
 from training.report import read_log, steps_per_second, wall_time_s
-from training.trainer import INIT_CARD_NAME, RUN_INFO_NAME, VAL_COLUMNS, git_commit
+from training.trainer import ALL_VAL_COLUMNS, INIT_CARD_NAME, RUN_INFO_NAME, SEED_SUFFIX, git_commit
 
 NIH_ATTRIBUTION = (
     "NIH ChestX-ray14, https://nihcc.app.box.com/v/ChestXray-NIHCC; Wang et al., \"ChestX-ray8: "
@@ -184,7 +184,7 @@ def validation_history(run_dir: Path, cfg: TrainConfig | None) -> dict[str, Any]
     rows = _logged_rows(run_dir)
     if not rows:
         return None
-    columns = [c for c in VAL_COLUMNS if any(c in r for r in rows.values())]
+    columns = [c for c in ALL_VAL_COLUMNS if any(c in r for r in rows.values())]
     history: dict[str, Any] = {
         "columns": ["step", *columns],
         "rows": [[step, *(round(r[c], 4) if c in r else None for c in columns)] for step, r in sorted(rows.items())],
@@ -211,8 +211,14 @@ def _metrics(weights: GeneratorWeights, cfg: TrainConfig | None, run_dir: Path) 
         where.update(val=cfg.data.val or "held-out patients of data.train", images=cfg.data.val_crops,
                      crop=f"{crop}x{crop} HR centre crops" if crop else "whole images")
     # Validation during training (a few images, crops or whole): `cxr-enhance eval --update-card`
-    # adds the full protocols beside it.
-    return {"during_training": {**where, **{k: round(v, 4) for k, v in val.items() if k != "loss"}}}
+    # adds the full protocols beside it. Columns measured under seed-128to512 (data.val_protocols)
+    # go in their own entry, under their protocol's column names.
+    during = {**where, **{k: round(v, 4) for k, v in val.items() if k != "loss" and not k.endswith(SEED_SUFFIX)}}
+    seed = {k[: -len(SEED_SUFFIX)]: round(v, 4) for k, v in val.items() if k.endswith(SEED_SUFFIX)}
+    if seed:
+        images = {"images": where["images"]} if "images" in where else {}
+        during["seed-128to512"] = {"protocol": "seed-128to512", **images, "crop": "whole images", **seed}
+    return {"during_training": during}
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *, name: str | None = None,

@@ -94,7 +94,8 @@ def write_progress_plot(run_dir: Path, out: Path | None = None) -> Path | None:
     if not series:
         return None
     out = out or Path(run_dir) / PLOT_NAME
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    seed = "val_psnr_seed" in series  # data.val_protocols with seed-128to512: a third panel
+    fig, (ax_loss, ax_val, *ax_seed) = plt.subplots(1, 3 if seed else 2, figsize=(16.5 if seed else 11, 4))
     for key, points in series.items():
         if key in ("lr",) or key.startswith(("val_", "bicubic_", "gain")):
             continue
@@ -113,6 +114,13 @@ def write_progress_plot(run_dir: Path, out: Path | None = None) -> Path | None:
     ax_val.set(xlabel="step", ylabel="PSNR dB", title="validation (x4-native)")
     if "val_psnr" in series:
         ax_val.legend()
+    for ax in ax_seed:
+        for key, style, color, label in lines:
+            if key + "_seed" in series:
+                steps, values = zip(*series[key + "_seed"], strict=True)
+                ax.plot(steps, values, style, color=color, label=label)
+        ax.set(xlabel="step", ylabel="PSNR dB", title="validation (seed-128to512, same images)")
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)
@@ -151,11 +159,13 @@ def write_val_grid(crops: list[Pair], outputs: list[np.ndarray], scale: int, out
 
 # -- on demand -----------------------------------------------------------------------------------
 
-def run_model(model: Any, lr_uint8: np.ndarray, device: Any = None, memory_format: Any = None) -> np.ndarray:
-    """A whole LR image through `model` in fp32, clipped to [0, 1] (no tiling: crops and val)."""
+def run_model(model: Any, lr_image: np.ndarray, device: Any = None, memory_format: Any = None) -> np.ndarray:
+    """A whole LR image (uint8, or float in [0, 1]) through `model` in fp32, clipped to [0, 1]
+    (no tiling: crops and val)."""
     import torch
 
-    lr = torch.from_numpy(lr_uint8.astype(np.float32) / 255.0)[None, None]
+    scale = 255.0 if lr_image.dtype == np.uint8 else 1.0
+    lr = torch.from_numpy(np.ascontiguousarray(lr_image, dtype=np.float32) / scale)[None, None]
     lr = lr.to(device or next(model.parameters()).device, memory_format=memory_format or torch.contiguous_format)
     with torch.inference_mode():
         return model(lr).float().clamp_(0, 1)[0, 0].cpu().numpy()

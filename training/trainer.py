@@ -37,7 +37,7 @@ from training.data import Pair, PatchSampler, load_pairs, train_val_files, val_c
 from training.degradations import RealisticDegradation
 from training.loader import Batch, seed_key, worker_batches
 
-__all__ = ["CHECKPOINT_NAME", "EMA", "Trainer", "autocast_dtype", "bicubic_upsample", "kept_checkpoint_name", "lr_lambda",
+__all__ = ["ALL_VAL_COLUMNS", "CHECKPOINT_NAME", "EMA", "Trainer", "autocast_dtype", "bicubic_upsample", "kept_checkpoint_name", "lr_lambda",
            "quality"]
 
 LOG_NAME = "log.csv"
@@ -48,6 +48,10 @@ INIT_CARD_NAME = "init_card.json"  # the card of the shipped weights named by in
 # the gain, the interior is where the anatomy is.
 VAL_COLUMNS = ("val_psnr", "val_ssim", "bicubic_psnr", "bicubic_ssim", "gain_db",
                "val_psnr_interior", "bicubic_psnr_interior", "gain_interior_db")
+# The same columns under seed-128to512 (data.val_protocols), on the same images, whole.
+SEED_SUFFIX = "_seed"
+SEED_COLUMNS = tuple(c + SEED_SUFFIX for c in VAL_COLUMNS)
+ALL_VAL_COLUMNS = VAL_COLUMNS + SEED_COLUMNS
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
@@ -190,6 +194,8 @@ class Trainer:
         self.val_set: list[Pair] = []
         self.grid_set: list[Pair] = []
         self.val_bicubic: list[dict[str, float]] = []
+        self.seed_val_set: list[tuple[np.ndarray, np.ndarray]] = []  # (LR, HR) in [0, 1], seed-128to512
+        self.seed_val_bicubic: list[dict[str, float]] = []
         if self.dist.is_main:
             self._load_val(val_files)
         self.train_model: nn.Module = self._wrap(self.model)
@@ -221,6 +227,13 @@ class Trainer:
         self.val_set = val_crops(pairs[: data.val_crops], data.scale, data.val_crop_size, data.val_crops)
         self.val_bicubic = [quality(bicubic_upsample(p.lr, data.scale), p.hr / 255.0) for p in self.val_set]
         self.grid_set = [lung_crop(p, data.scale) for p in pairs[: self.cfg.val_grid]]
+        if "seed-128to512" in data.val_protocols:
+            from engine.evaluation import DEFAULT_SEED, make_pair
+
+            # The protocol's own pairs, noise seeded by the file name as `cxr-enhance eval DIR`
+            # seeds it, so a logged value equals eval's on the same images and weights.
+            self.seed_val_set = [make_pair("seed-128to512", p.hr, p.name, DEFAULT_SEED) for p in pairs[: data.val_crops]]
+            self.seed_val_bicubic = [quality(upsample_bicubic(lr, data.scale), hr) for lr, hr in self.seed_val_set]
 
     def _init_weights(self, path: str) -> None:
         from engine.sr.weights import WeightsError
@@ -306,17 +319,22 @@ class Trainer:
         return {"loss": float(loss.detach())}
 
     # -- validation ---------------------------------------------------------------------------
-    def enhance(self, model: nn.Module, lr_uint8: np.ndarray) -> np.ndarray:
-        """A whole LR image through `model` (fp32), clipped to [0, 1]."""
+    def enhance(self, model: nn.Module, lr: np.ndarray) -> np.ndarray:
+        """A whole LR image (uint8, or float in [0, 1]) through `model` (fp32), clipped to [0, 1]."""
         from training.report import run_model
 
-        return run_model(model, lr_uint8, self.device, self.memory_format)
+        return run_model(model, lr, self.device, self.memory_format)
 
     @torch.inference_mode()
     def validate(self) -> dict[str, float]:
         rows = [(quality(self.enhance(self.ema.model, pair.lr), pair.hr / 255.0), base)
                 for pair, base in zip(self.val_set, self.val_bicubic, strict=True)]
-        return validation_summary(rows)
+        out = validation_summary(rows)
+        if self.seed_val_set:
+            seed_rows = [(quality(self.enhance(self.ema.model, lr), hr), base)
+                         for (lr, hr), base in zip(self.seed_val_set, self.seed_val_bicubic, strict=True)]
+            out.update({k + SEED_SUFFIX: v for k, v in validation_summary(seed_rows).items()})
+        return out
 
     def write_report(self) -> None:
         """Loss / PSNR plot and the LR | bicubic | model | HR grid, beside the log."""
@@ -436,7 +454,8 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
     def log_columns(self) -> list[str]:
-        return ["step", *self.loss_keys, "lr", *VAL_COLUMNS, "elapsed_s"]
+        seed = SEED_COLUMNS if "seed-128to512" in self.cfg.data.val_protocols else ()
+        return ["step", *self.loss_keys, "lr", *VAL_COLUMNS, *seed, "elapsed_s"]
 
     def fit(self, steps: int | None = None, progress: bool = True) -> dict[str, float]:
         """Train until `steps` total steps (default cfg.steps); resumable at any checkpoint."""
@@ -484,7 +503,7 @@ class Trainer:
                 self.save_best(row)
         log.write({"step": self.step, **{k: f"{row[k]:.6f}" for k in self.loss_keys},
                    "lr": f"{self.scheduler.get_last_lr()[0]:.3e}",
-                   **{k: f"{row[k]:.4f}" for k in VAL_COLUMNS if k in row}, "elapsed_s": f"{elapsed:.1f}"})
+                   **{k: f"{row[k]:.4f}" for k in ALL_VAL_COLUMNS if k in row}, "elapsed_s": f"{elapsed:.1f}"})
         if validated:
             self._report_safely()
         if progress:
@@ -494,6 +513,8 @@ class Trainer:
                 extra = f" val {row['val_psnr']:.2f} dB (bicubic {row['bicubic_psnr']:.2f}, {row['gain_db']:+.2f})"
                 if "gain_interior_db" in row:
                     extra += f", interior {row['gain_interior_db']:+.2f}"
+                if "gain_db_seed" in row:
+                    extra += f"; seed-128to512 {row['gain_db_seed']:+.2f}"
             print(f"step {self.step}/{target} {self._loss_text(row)} {rate:.2f} it/s eta {eta / 60:.0f} min{extra}", flush=True)
         return row
 

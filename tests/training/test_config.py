@@ -47,6 +47,7 @@ def test_presets_load_and_cpu_fast_keeps_its_meaning() -> None:
     assert robust_rrdb.init_from == "resources/models/cxr-fidelity-x4.safetensors"
     assert robust_rrdb.data.realistic == robust.data.realistic and robust_rrdb.keep_every == 1000
     assert robust_rrdb.data.realistic_fraction == robust.data.realistic_fraction
+    assert robust_rrdb.data.val_protocols == ["x4-native", "seed-128to512"] and robust_rrdb.select_by == "val_psnr_seed"
 
 
 def test_config_round_trips_through_plain_values(tmp_path: Path) -> None:

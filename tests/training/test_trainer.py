@@ -190,8 +190,10 @@ def test_best_ema_is_chosen_by_the_configured_column(tiny_config: Make, tmp_path
 
 
 def test_select_by_is_checked(tiny_config: Make) -> None:
-    with pytest.raises(ConfigError, match="select_by must be val_psnr or val_psnr_interior"):
+    with pytest.raises(ConfigError, match="select_by must be val_psnr, val_psnr_interior, .* or val_psnr_interior_seed"):
         tiny_config(select_by="ssim")
+    with pytest.raises(ConfigError, match="add it there"):  # a seed column without the seed validation
+        tiny_config(select_by="val_psnr_seed")
     with pytest.raises(ConfigError, match="larger than 32 pixels"):
         tiny_config(select_by="val_psnr_interior", data__val_crop_size=32)
 
@@ -206,3 +208,87 @@ def test_resuming_under_another_select_by_starts_the_choice_again(tiny_config: M
     other = Trainer(tiny_config(steps=4, val_every=2, val_grid=0, select_by="val_psnr_interior"), tmp_path / "c")
     other.load_state(state)
     assert same.best_psnr == state["best_psnr"] and other.best_psnr == float("-inf")
+
+
+SEED = ["x4-native", "seed-128to512"]
+
+
+@pytest.mark.parametrize(("protocols", "words"), [
+    (["x4-native", "128to512"], "'128to512' is not a protocol"),
+    (["seed-128to512"], "must list x4-native"),
+    (["x4-native", "x4-native"], "each protocol once"),
+])
+def test_val_protocols_are_checked(tiny_config: Make, protocols: list[str], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        tiny_config(data__val_protocols=protocols)
+    with pytest.raises(ConfigError, match="needs data.scale 4"):
+        tiny_config(data__val_protocols=SEED, data__scale=2, model__params={"num_feat": 8, "num_conv": 2, "upscale": 2})
+
+
+def test_the_config_knows_the_evaluation_protocols() -> None:
+    from engine.evaluation import PROTOCOLS
+    from training.config import VAL_PROTOCOLS
+
+    assert VAL_PROTOCOLS == PROTOCOLS  # kept apart so a config check needs no skimage
+
+
+def test_seed_validation_equals_cxr_enhance_eval_on_the_same_images(tiny_config: Make, tmp_path: Path) -> None:
+    """The _seed columns are `cxr-enhance eval`'s seed-128to512 numbers for the EMA weights on the
+    validation images (same pairs, same noise, same bicubic), beside unchanged x4-native columns."""
+    from engine.evaluation import Method, baseline_methods, evaluate
+    from training.data import train_val_files
+    from training.report import run_model
+    from training.trainer import SEED_COLUMNS, VAL_COLUMNS
+
+    cfg = tiny_config(data__val_protocols=SEED, data__val_crops=2)
+    trainer = Trainer(cfg, tmp_path / "seed")
+    row = trainer.validate()
+    plain = Trainer(tiny_config(data__val_crops=2), tmp_path / "plain").validate()
+    assert set(row) == set(VAL_COLUMNS) | set(SEED_COLUMNS) and set(plain) == set(VAL_COLUMNS)
+    assert all(row[k] == plain[k] for k in VAL_COLUMNS)
+
+    val_dir = Path(cfg.data.val)
+    images = train_val_files(cfg.data.train, cfg.data.val)[1][:2]
+    ema = Method("ema", "model", lambda lr: run_model(trainer.ema.model, lr))
+    result = evaluate(images, "seed-128to512", [*baseline_methods(), ema], root=val_dir)
+    assert row["val_psnr_seed"] == pytest.approx(result.by_name("ema").mean("psnr"), abs=1e-9)
+    assert row["val_ssim_seed"] == pytest.approx(result.by_name("ema").mean("ssim"), abs=1e-9)
+    assert row["bicubic_psnr_seed"] == pytest.approx(result.by_name("bicubic").mean("psnr"), abs=1e-9)
+    assert row["val_psnr_interior_seed"] == pytest.approx(result.by_name("ema").mean("psnr_interior"), abs=1e-9)
+    assert row["gain_db_seed"] == pytest.approx(row["val_psnr_seed"] - row["bicubic_psnr_seed"])
+    # 64x64 originals: seed-128to512 enlarges them to 512 and 128, unlike x4-native's 64 / 16
+    assert trainer.seed_val_set[0][1].shape == (512, 512) and trainer.seed_val_set[0][0].shape == (128, 128)
+
+
+def test_best_ema_can_be_chosen_under_seed_128to512_and_the_card_says_so(tiny_config: Make, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """x4-native peaks at step 2, seed-128to512 at step 4: select_by val_psnr_seed keeps step 4, the
+    log and the card's training record carry both protocols."""
+    from training.export import export_run
+
+    scripted = iter([(30.0, 20.0), (29.0, 21.0), (28.0, 19.0)])
+
+    def validate(self: Trainer) -> dict[str, float]:
+        x4, seed = next(scripted)
+        base = {"val_ssim": 0.9, "bicubic_psnr": 25.0, "bicubic_ssim": 0.8, "val_psnr_interior": x4,
+                "bicubic_psnr_interior": 25.0, "gain_interior_db": x4 - 25.0}
+        return {"val_psnr": x4, "gain_db": x4 - 25.0, **base,
+                "val_psnr_seed": seed, "gain_db_seed": seed - 20.5, **{k + "_seed": v for k, v in base.items()}}
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    run = tmp_path / "run"
+    Trainer(tiny_config(steps=6, log_every=2, val_every=2, data__val_protocols=SEED, select_by="val_psnr_seed"),
+            run).fit(progress=False)
+    best = torch.load(run / "best_ema.pt", weights_only=False)
+    assert best["step"] == 4 and best["val"]["val_psnr_seed"] == 21.0
+    log = read_log(run)
+    assert [v for _, v in log["gain_db_seed"]] == [-0.5, 0.5, -1.5] and [v for _, v in log["gain_db"]] == [5, 4, 3]
+    assert (run / "progress.png").is_file()
+
+    card = export_run(run, tmp_path / "models", name="seedy")
+    during = card.metrics["during_training"]
+    assert during["protocol"] == "x4-native" and during["val_psnr"] == 29.0 and "val_psnr_seed" not in during
+    assert during["seed-128to512"]["protocol"] == "seed-128to512"
+    assert during["seed-128to512"]["val_psnr"] == 21.0 and during["seed-128to512"]["gain_db"] == 0.5
+    history = card.training["validation"]
+    assert "gain_db_seed" in history["columns"] and len(history["rows"]) == 3
