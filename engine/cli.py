@@ -620,7 +620,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.after is None and not args.methods:
         raise UsageError("with one report, name the two methods to compare: --methods A B.")
     try:
-        rows = ev.compare_reports(before, after, [tuple(args.methods)] if args.methods else None)
+        rows = ev.compare_reports(before, after, [tuple(args.methods)] if args.methods else None,
+                                  skip=args.skip)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.after and not args.methods:
@@ -630,7 +631,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json_out:
         from engine.fileio import atomic_write
 
-        report = {"before": args.before, "after": args.after or args.before, "rows": rows}
+        report = {"before": args.before, "after": args.after or args.before, "skip": args.skip, "rows": rows}
         atomic_write(args.json_out, (json.dumps(report, indent=2) + "\n").encode())
         say(f"comparison written to {args.json_out}")
     return EXIT_OK
@@ -830,6 +831,9 @@ def _compare_parser(sub: Any) -> None:
     p.add_argument("--methods", nargs=2, metavar=("A", "B"),
                    help="compare method A (in BEFORE) with method B (in AFTER, or in BEFORE "
                         "when there is one report), e.g. cxr-fast-x4 cxr-fidelity-x4")
+    p.add_argument("--skip", type=int, default=0, metavar="N",
+                   help="leave out the first N images by name, e.g. the 8 validation images a "
+                        "training run chose its step on (data.val_crops), to compare on the rest")
     p.add_argument("--json-out", metavar="FILE", help="write the comparison as JSON")
     p.set_defaults(func=cmd_compare)
 

@@ -559,7 +559,7 @@ def same_weights(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def compare_reports(before: dict[str, Any], after: dict[str, Any],
-                    pairs: Sequence[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+                    pairs: Sequence[tuple[str, str]] | None = None, *, skip: int = 0) -> list[dict[str, Any]]:
     """Image-by-image differences (after - before) between two eval reports, or two methods.
 
     `pairs` names (method in `before`, method in `after`); without it every model evaluated in both
@@ -567,8 +567,12 @@ def compare_reports(before: dict[str, Any], after: dict[str, Any],
     ones, say; `same_weights` lists those left out). Only images
     scored in both count; SSIM differences are reported as they are, PSNR in dB. One row per
     protocol, pair and metric: mean and median difference, images better / worse / equal, and
-    the worst and best image.
+    the worst and best image. `skip` leaves out the first images by name: a training run's
+    validation images (the first `data.val_crops` of the val folder), when a step or a model was
+    chosen on them, so what is left was not seen by the choice.
     """
+    if skip < 0:
+        raise ValueError(f"skip must be 0 or more images, not {skip}")
     old, new = _per_image(before), _per_image(after)
     if pairs is None:
         models = sorted({m["method"] for p in after["protocols"] for m in p["methods"]
@@ -588,7 +592,10 @@ def compare_reports(before: dict[str, Any], after: dict[str, Any],
             if (protocol, a) not in old or (protocol, b) not in new:
                 continue
             first, second = old[protocol, a], new[protocol, b]
-            images = sorted(set(first) & set(second))
+            images = sorted(set(first) & set(second))[skip:]
+            if not images:
+                raise ValueError(f"{protocol}: skipping {skip} images leaves none of the "
+                                 f"{len(set(first) & set(second))} both reports scored")
             for metric in COMPARED_METRICS:
                 diffs = [(second[i][metric] - first[i][metric], i) for i in images
                          if first[i].get(metric) is not None and second[i].get(metric) is not None]

@@ -409,3 +409,5 @@ def test_compare_two_reports_and_two_methods(tmp_path: Path, capsys: pytest.Capt
     assert "is not a readable JSON report" in capsys.readouterr().err
     assert main(["compare", str(old), str(new), "--methods", "m", "nope"]) == 2
     assert "no protocol has both 'm' (before) and 'nope' (after)" in capsys.readouterr().err
+    assert main(["compare", str(new), "--methods", "bicubic", "m", "--skip", "1"]) == 2  # the one image left out
+    assert "skipping 1 images leaves none of the 1" in capsys.readouterr().err

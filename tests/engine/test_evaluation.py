@@ -216,6 +216,18 @@ def test_compare_reports_counts_images_better_and_worse() -> None:
     assert "bicubic -> m" in table and "+3.000" in table and "2/2" in table
 
 
+def test_compare_reports_can_leave_out_the_images_a_choice_was_made_on() -> None:
+    before = _report({"bicubic": [30.0, 30.0, 30.0]})
+    after = _report({"m": [35.0, 29.0, 31.0]})
+    rows = ev.compare_reports(before, after, [("bicubic", "m")], skip=1)  # im0 left out
+    psnr = next(r for r in rows if r["metric"] == "psnr")
+    assert psnr["images"] == 2 and psnr["mean"] == pytest.approx(0.0) and psnr["best"]["image"] == "im2.png"
+    with pytest.raises(ValueError, match="leaves none of the 3"):
+        ev.compare_reports(before, after, [("bicubic", "m")], skip=3)
+    with pytest.raises(ValueError, match="0 or more"):
+        ev.compare_reports(before, after, [("bicubic", "m")], skip=-1)
+
+
 def test_compare_reports_says_what_is_wrong() -> None:
     with pytest.raises(ValueError, match="not a report written by"):
         ev.compare_reports({"protocols": [{}]}, _report({"m": [1.0]}))
