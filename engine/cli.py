@@ -482,8 +482,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 class CropCollector:
     """Keeps a lung crop of every method's output on a few images, for `eval --crops`."""
 
-    def __init__(self, images: list[Path], root: Path | None, args: argparse.Namespace,
-                 protocol: str = "x4-native") -> None:
+    def __init__(self, images: list[Path], root: Path | None, args: argparse.Namespace, protocol: str) -> None:
         import numpy as np
 
         from engine import evaluation as ev

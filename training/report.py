@@ -104,27 +104,29 @@ def write_progress_plot(run_dir: Path, out: Path | None = None) -> Path | None:
     ax_loss.set_yscale("log")
     ax_loss.set(xlabel="step", ylabel="loss", title="training loss")
     ax_loss.legend()
-    lines = (("val_psnr", "-o", "C0", "model (EMA)"), ("bicubic_psnr", "--.", "C0", "bicubic"),
-             ("val_psnr_interior", "-o", "C1", "model, interior"),
-             ("bicubic_psnr_interior", "--.", "C1", "bicubic, interior"))
-    for key, style, color, label in lines:
-        if key in series:
-            steps, values = zip(*series[key], strict=True)
-            ax_val.plot(steps, values, style, color=color, label=label)
-    ax_val.set(xlabel="step", ylabel="PSNR dB", title="validation (x4-native)")
-    if "val_psnr" in series:
-        ax_val.legend()
+    _plot_validation(ax_val, series, "", "validation (x4-native)")
     for ax in ax_seed:
-        for key, style, color, label in lines:
-            if key + "_seed" in series:
-                steps, values = zip(*series[key + "_seed"], strict=True)
-                ax.plot(steps, values, style, color=color, label=label)
-        ax.set(xlabel="step", ylabel="PSNR dB", title="validation (seed-128to512, same images)")
-        ax.legend()
+        _plot_validation(ax, series, "_seed", "validation (seed-128to512, same images)")
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+VAL_LINES = (("val_psnr", "-o", "C0", "model (EMA)"), ("bicubic_psnr", "--.", "C0", "bicubic"),
+             ("val_psnr_interior", "-o", "C1", "model, interior"),
+             ("bicubic_psnr_interior", "--.", "C1", "bicubic, interior"))
+
+
+def _plot_validation(ax: Any, series: dict[str, list[tuple[int, float]]], suffix: str, title: str) -> None:
+    """One protocol's validation panel: the log's columns with `suffix` ("" x4-native, "_seed")."""
+    for key, style, color, label in VAL_LINES:
+        if key + suffix in series:
+            steps, values = zip(*series[key + suffix], strict=True)
+            ax.plot(steps, values, style, color=color, label=label)
+    ax.set(xlabel="step", ylabel="PSNR dB", title=title)
+    if "val_psnr" + suffix in series:
+        ax.legend()
 
 
 # -- the crop grid -------------------------------------------------------------------------------

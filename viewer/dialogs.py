@@ -108,10 +108,11 @@ class SettingsDialog(QDialog):
         self.model = QComboBox()
         self.model.addItem("Default model", "")
         for info in (list_models() if models is None else models):
+            tip = model_tooltip(info)
             self.model.addItem(model_title(info), str(getattr(info.card, "name", "")))
-            self.model.setItemData(self.model.count() - 1, model_tooltip(info), Qt.ItemDataRole.ToolTipRole)
+            self.model.setItemData(self.model.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
             if getattr(info.card, "default", False):  # "Default model" is this one today
-                self.model.setItemData(0, model_tooltip(info), Qt.ItemDataRole.ToolTipRole)
+                self.model.setItemData(0, tip, Qt.ItemDataRole.ToolTipRole)
         if settings.model and self.model.findData(settings.model) < 0:
             self.model.addItem(Path(settings.model).name, settings.model)
         # the closed box shows the chosen model's trade-off on hover too, not only the open list
