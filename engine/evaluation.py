@@ -161,7 +161,9 @@ def x4_native_pair(hr_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lr.astype(np.float32) / 255.0, hr
 
 
-def _torch_bicubic(image: np.ndarray, size: int) -> np.ndarray:
+def torch_bicubic(image: np.ndarray, size: int) -> np.ndarray:
+    """`image` (float in [0, 1]) resized to size x size as seed-128to512 resizes: torch bicubic,
+    half-pixel centres, no antialiasing, clipped. Training's seed-protocol patches use it too."""
     import torch  # the protocol is defined by torch's bicubic kernel
     from torch.nn import functional as F
 
@@ -177,8 +179,8 @@ def seed_128to512_pair(image: np.ndarray, rng: np.random.Generator) -> tuple[np.
     `image` is the original (uint8, or float in [0, 1]); both sizes come straight from it.
     """
     original = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image
-    hr = _torch_bicubic(original, SEED_HR_SIZE)
-    lr = _torch_bicubic(original, SEED_LR_SIZE)
+    hr = torch_bicubic(original, SEED_HR_SIZE)
+    lr = torch_bicubic(original, SEED_LR_SIZE)
     noise = rng.normal(0.0, SEED_NOISE_STD, size=lr.shape)
     lr = np.clip(lr + noise, 0.0, 1.0).astype(np.float32)
     return lr, hr
@@ -399,6 +401,7 @@ class ProtocolResult:
     seed: int
     images: list[str]
     methods: list[MethodResult]
+    definition: str | None = None  # for a pair maker of the caller's (evaluate's `make`)
 
     def by_name(self, name: str) -> MethodResult | None:
         return next((m for m in self.methods if m.method == name), None)
@@ -409,13 +412,19 @@ def evaluate(images: Sequence[Path], protocol: str, methods: Sequence[Method], *
              on_image: Callable[[int, int, str], None] | None = None,
              on_problem: Callable[[str, str], None] | None = None,
              on_output: Callable[[str, str, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+             make: Callable[[np.ndarray, str], tuple[np.ndarray, np.ndarray]] | None = None,
+             definition: str | None = None,
              ) -> ProtocolResult:
     """Score every method on every image under one protocol; images are loaded once each.
 
     An image that cannot be read is left out of every method (so all methods are compared on
     the same images) and reported to `on_problem(name, sentence)`. `on_output(image, method, lr,
-    sr, hr)` sees every output (for figures).
+    sr, hr)` sees every output (for figures). `make(original, name) -> (LR, HR)` replaces the
+    protocol's own pairs for a degradation defined elsewhere (training's realistic chain), named
+    `protocol` and described by `definition` in the report.
     """
+    if make is None and protocol not in PROTOCOL_DEFINITIONS:
+        raise ValueError(f"Unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
     names: list[str] = []
     results = [MethodResult(m.name, m.kind, m.model_file, m.sha256, dict(m.info))
                for m in methods]
@@ -431,7 +440,7 @@ def evaluate(images: Sequence[Path], protocol: str, methods: Sequence[Method], *
             on_problem(name, f"cannot be read as an image ({exc}).")
             continue
         names.append(name)
-        lr, hr = make_pair(protocol, original, name, seed)
+        lr, hr = make(original, name) if make is not None else make_pair(protocol, original, name, seed)
         for method, result in zip(methods, results, strict=True):
             start = time.perf_counter()
             sr = method.run(lr)
@@ -440,7 +449,7 @@ def evaluate(images: Sequence[Path], protocol: str, methods: Sequence[Method], *
                                             **metrics(sr, hr, margin=INTERIOR_MARGIN, lungs=True)))
             if on_output is not None:
                 on_output(name, method.name, lr, sr, hr)
-    return ProtocolResult(protocol, seed, names, results)
+    return ProtocolResult(protocol, seed, names, results, definition)
 
 
 def display_name(path: Path, root: Path | None) -> str:
@@ -529,7 +538,8 @@ def result_to_json(result: ProtocolResult) -> dict[str, Any]:
             "per_image": [{k: _finite(v) if isinstance(v, float) else v
                            for k, v in asdict(s).items()} for s in m.scores],
         })
-    return {"protocol": result.protocol, "definition": PROTOCOL_DEFINITIONS[result.protocol],
+    return {"protocol": result.protocol,
+            "definition": result.definition or PROTOCOL_DEFINITIONS[result.protocol],
             "interior": INTERIOR_DEFINITION, "lungs": LUNGS_DEFINITION,
             "scale": SCALE, "seed": result.seed,
             "images": result.images, "methods": methods}
@@ -615,13 +625,14 @@ def compare_reports(before: dict[str, Any], after: dict[str, Any],
 
 def format_comparison(rows: Sequence[dict[str, Any]]) -> str:
     """The rows of `compare_reports` as a table (dB for PSNR, SSIM x 1e4)."""
-    lines = [f"{'protocol':<14} {'before -> after':<36} {'metric':<18} {'mean':>8} {'median':>8} "
+    width = max([14, *(len(r["protocol"]) for r in rows)])
+    lines = [f"{'protocol':<{width}} {'before -> after':<36} {'metric':<18} {'mean':>8} {'median':>8} "
              f"{'better':>8} {'worst':>8} {'best':>8}"]
     for r in rows:
         unit = 1.0 if r["metric"].startswith("psnr") else 1e4
         label = r["metric"] + (" dB" if unit == 1.0 else " e-4")
         pair = r["after"] if r["before"] == r["after"] else f"{r['before']} -> {r['after']}"
-        lines.append(f"{r['protocol']:<14} {pair:<36} {label:<18} {r['mean'] * unit:>+8.3f} "
+        lines.append(f"{r['protocol']:<{width}} {pair:<36} {label:<18} {r['mean'] * unit:>+8.3f} "
                      f"{r['median'] * unit:>+8.3f} {r['better']:>4}/{r['images']:<3} "
                      f"{r['worst']['diff'] * unit:>+8.3f} {r['best']['diff'] * unit:>+8.3f}")
     return "\n".join(lines)

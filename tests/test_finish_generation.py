@@ -39,6 +39,8 @@ def test_a_dry_run_names_every_output_of_the_generation(tmp_path: Path) -> None:
     lines = dry.stdout.splitlines()
     assert lines[0].startswith("cxr-train export runs/cpu-fidelity-987655 --name cxr-fidelity-x4 --title Fidelity --default")
     assert any("--update-card --crops docs/screenshots/crops_models.png" in line for line in lines)
+    assert any("--protocol seed-128to512" in line and "--crops docs/screenshots/crops_models_seed.png" in line
+               for line in lines)
     assert any(f"compare {tmp_path}/before.json" in line and "compare_fidelity_gen987654_to_gen987655_fp32.txt" in line
                for line in lines)
     assert sum("--precision bf16 --update-card" in line for line in lines) == 2

@@ -7,6 +7,7 @@
   cxr-train report runs/cpu-fast
   cxr-train lineage runs/cpu-fidelity runs/cpu-fidelity-2 [--reference cxr-fast-x4] [--out curve.png]
   cxr-train lineage cxr-fidelity-x4 [runs/unexported-run] ...   (the runs its card lists)
+  cxr-train eval-chain ../shared/data/cxr14/val --model cxr-robust-x4 [--chain mild|default] [--json-out F]
 
 Several processes (GPUs or CPU nodes): torchrun --nproc_per_node N -m training.cli psnr ...
 """
@@ -75,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write progress.png and val_grid.png for a run")
     p.add_argument("run_dir")
     p.add_argument("--config", default=None, help="config, when the run folder has no config.yaml")
+
+    p = sub.add_parser("eval-chain", help="models against bicubic on val images degraded by the realistic chain")
+    p.add_argument("inputs", nargs="+", help="images or folders, e.g. ../shared/data/cxr14/val")
+    p.add_argument("--model", action="append", default=[], help="installed model name or weights file (repeatable)")
+    p.add_argument("--chain", choices=("mild", "default"), default="mild",
+                   help="mild: the chain cpu-robust trains on (default); default: Real-ESRGAN's ranges")
+    p.add_argument("--seed", type=int, default=0, help="seeds each image's chain with its name (default 0)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--json-out", default=None, help="write per-image results (readable by cxr-enhance compare)")
 
     p = sub.add_parser("lineage", help="a model's validation gain over all the runs that trained it, end to end")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_OR_MODEL",
@@ -157,8 +169,16 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_chain(args: argparse.Namespace) -> int:
+    from training.chain_eval import eval_chain
+
+    eval_chain(args.inputs, args.model, args.chain, seed=args.seed, precision=args.precision,
+               device=args.device, limit=args.limit, json_out=args.json_out)
+    return 0
+
+
 COMMANDS = {"psnr": _train, "gan": _train, "export": _export, "interpolate": _interpolate, "report": _report,
-            "lineage": _lineage}
+            "lineage": _lineage, "eval-chain": _eval_chain}
 
 
 def _without_note(argv: list[str]) -> list[str]:

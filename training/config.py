@@ -36,6 +36,9 @@ class DataConfig:
     # with "realistic": fields of training.degradations.RealisticDegradation over its defaults, e.g.
     # {sigma_range: [0.2, 1.5], aliased_prob: 0.5}
     realistic: dict[str, Any] = field(default_factory=dict)
+    # share of patches made as seed-128to512 makes its pairs (2x-reduced HR, aliased LR + noise;
+    # see data.py), drawn before the other choices
+    seed_protocol_fraction: float = 0.0
     edge_fraction: float = 0.0  # share of patches snapped to an image edge or corner (see data.py)
     hard_fraction: float = 0.0  # share of the other patches taken where bicubic errs most (see data.py)
     hard_candidates: int = 8  # uniform positions a hard patch is chosen from
@@ -218,6 +221,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.hr_patch ({cfg.data.hr_patch}) must be a multiple of the scale.")
     if not 0.0 <= cfg.data.edge_fraction <= 1.0:
         raise ConfigError(f"data.edge_fraction ({cfg.data.edge_fraction}) must be between 0 and 1.")
+    if not 0.0 <= cfg.data.seed_protocol_fraction <= 1.0:
+        raise ConfigError(f"data.seed_protocol_fraction ({cfg.data.seed_protocol_fraction}) must be between 0 and 1.")
     if not 0.0 <= cfg.data.hard_fraction <= 1.0:
         raise ConfigError(f"data.hard_fraction ({cfg.data.hard_fraction}) must be between 0 and 1.")
     if cfg.data.hard_candidates < 2:

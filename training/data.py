@@ -169,11 +169,21 @@ class PatchSampler:
     the precomputed x4-native LR. A mix teaches one network both the clean antialiased inputs the
     x4-native protocol measures and the blurred, noisy, compressed ones real images are. With 1
     (every patch degraded) no extra random numbers are drawn.
+
+    `seed_protocol_fraction` of the patches are made the way seed-128to512 (the original project's
+    protocol, engine.evaluation) makes its pairs, at patch size: a 2 x hr_patch crop of the original
+    (on the protocol's 8-pixel grid), HR = that crop reduced x2 and LR = it reduced x(2 x scale),
+    both torch bicubic without antialiasing, clipped, and N(0, 0.005) added to the float LR. That is
+    an image reduced by naive software (aliased), with the finer content per pixel of a
+    half-resolution HR, which neither clean nor `degradation` patches show. Drawn before everything
+    else; such a patch takes no edge, hard or degradation choice. With 0 no extra random numbers
+    are drawn.
     """
 
     def __init__(self, pairs: list[Pair], scale: int, hr_patch: int, batch_size: int, seed: int | list[int] = 0,
                  degradation: Degradation | None = None, edge_fraction: float = 0.0,
-                 hard_fraction: float = 0.0, hard_candidates: int = 8, degradation_fraction: float = 1.0) -> None:
+                 hard_fraction: float = 0.0, hard_candidates: int = 8, degradation_fraction: float = 1.0,
+                 seed_protocol_fraction: float = 0.0) -> None:
         if not pairs:
             raise DataError("No training images were loaded.")
         small = [p.name for p in pairs if min(p.hr.shape) < hr_patch]
@@ -192,12 +202,21 @@ class PatchSampler:
         if not 0.0 <= degradation_fraction <= 1.0:
             raise DataError(f"degradation_fraction ({degradation_fraction}) must be between 0 and 1.")
         self.degradation_fraction = degradation_fraction
+        if not 0.0 <= seed_protocol_fraction <= 1.0:
+            raise DataError(f"seed_protocol_fraction ({seed_protocol_fraction}) must be between 0 and 1.")
+        if seed_protocol_fraction:
+            small = [p.name for p in pairs if min(p.hr.shape) < 2 * hr_patch]
+            if small:
+                raise DataError(f"{small[0]} is smaller than twice the HR patch ({2 * hr_patch}), which a "
+                                f"seed-protocol patch is cut from; lower data.hr_patch or data.seed_protocol_fraction.")
+        self.seed_protocol_fraction = seed_protocol_fraction
         self.rng = np.random.default_rng(seed)
 
     def fork(self, seed: int | list[int]) -> PatchSampler:
         """The same images and settings with an independent generator (for a worker process)."""
         return PatchSampler(self.pairs, self.scale, self.hr_patch, self.batch_size, seed, self.degradation,
-                            self.edge_fraction, self.hard_fraction, self.hard_candidates, self.degradation_fraction)
+                            self.edge_fraction, self.hard_fraction, self.hard_candidates, self.degradation_fraction,
+                            self.seed_protocol_fraction)
 
     def _snap(self, y: int, x: int, y_max: int, x_max: int) -> tuple[int, int]:
         """Move a patch position onto an edge (2 in 3) or a corner (1 in 3) of the image."""
@@ -225,6 +244,21 @@ class PatchSampler:
         candidates = [(y, x), *zip(ys.tolist(), xs.tolist(), strict=True)]
         return max(candidates, key=lambda c: self._bicubic_mse(pair, *c))
 
+    def seed_protocol_patch(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+        """(LR, HR) float32 in [0, 1]: seed-128to512's pair made from a random 2 x hr_patch crop."""
+        from engine.evaluation import SEED_NOISE_STD, torch_bicubic
+
+        s, ph = self.scale, self.hr_patch
+        crop, grid = 2 * ph, 2 * s  # the whole-image protocol samples the original every 2 x scale pixels
+        h, w = pair.hr.shape
+        y = int(self.rng.integers((h - crop) // grid + 1)) * grid
+        x = int(self.rng.integers((w - crop) // grid + 1)) * grid
+        original = pair.hr[y : y + crop, x : x + crop].astype(np.float32) / np.float32(255.0)
+        hr = torch_bicubic(original, ph)
+        lr = torch_bicubic(original, ph // s)
+        lr = np.clip(lr + self.rng.normal(0.0, SEED_NOISE_STD, size=lr.shape), 0.0, 1.0).astype(np.float32)
+        return augment(lr, hr, self.rng)
+
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         s, ph = self.scale, self.hr_patch
         pl = ph // s
@@ -232,6 +266,9 @@ class PatchSampler:
         hr_batch = np.empty((self.batch_size, 1, ph, ph), np.float32)
         for i in range(self.batch_size):
             pair = self.pairs[int(self.rng.integers(len(self.pairs)))]
+            if self.seed_protocol_fraction and self.rng.random() < self.seed_protocol_fraction:
+                lr_batch[i, 0], hr_batch[i, 0] = self.seed_protocol_patch(pair)
+                continue
             y = int(self.rng.integers(pair.lr.shape[0] - pl + 1))
             x = int(self.rng.integers(pair.lr.shape[1] - pl + 1))
             if self.edge_fraction and self.rng.random() < self.edge_fraction:

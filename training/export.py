@@ -33,6 +33,8 @@ DEGRADATIONS = {
     "bicubic": "x4-native: PIL antialiased bicubic reduction of the 8-bit image, LR kept 8-bit",
     "realistic": "random Gaussian blur (isotropic/anisotropic), random resize kernel, Gaussian or "
                  "Poisson noise, JPEG at random quality (training.degradations)",
+    "seed-protocol": "as seed-128to512 makes its pairs, at patch size: a crop of the original reduced x2 (HR) "
+                     "and x(2 x scale) (LR), torch bicubic without antialiasing, N(0, 0.005) on the float LR",
 }
 
 
@@ -111,6 +113,8 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
         if cfg.data.hard_fraction:  # absent on cards of runs that never used it
             info["hard_fraction"] = cfg.data.hard_fraction
             info["hard_candidates"] = cfg.data.hard_candidates
+        if cfg.data.seed_protocol_fraction:  # absent on cards of runs that never used it
+            info["seed_protocol_fraction"] = cfg.data.seed_protocol_fraction
         if cfg.data.degradation == "realistic":
             info["realistic_fraction"] = cfg.data.realistic_fraction
             info["realistic"] = cfg.data.realistic
@@ -119,6 +123,14 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
 
 def _describe_degradation(cfg: TrainConfig | None) -> str:
     """The card's one-line account of how the LR of each training patch was made."""
+    text = _describe_lr(cfg)
+    if cfg is None or not cfg.data.seed_protocol_fraction:
+        return text
+    return (f"seed-protocol on {cfg.data.seed_protocol_fraction:.0%} of the patches: {DEGRADATIONS['seed-protocol']}; "
+            f"of the others, {text}")
+
+
+def _describe_lr(cfg: TrainConfig | None) -> str:
     if cfg is None or cfg.data.degradation != "realistic":
         return f"bicubic: {DEGRADATIONS['bicubic']}"
     chain = DEGRADATIONS["realistic"]

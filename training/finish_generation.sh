@@ -9,7 +9,8 @@
 # It waits while a `cxr-train psnr` is still running, then:
 #  1. exports the run's best EMA over resources/models/cxr-fidelity-x4 (the default model);
 #  2. evaluates Fidelity, Fast and Robust on the 41 val images under both protocols (fp32),
-#     writing the numbers into the three cards, the crop figure and the JSON report;
+#     writing the numbers into the three cards, the crop figure and the JSON report, and redraws
+#     the seed-128to512 crop figure;
 #  3. compares the new generation with the one it replaces (the committed report at HEAD),
 #     image by image, and Fidelity and Robust with Fast;
 #  4. measures Robust and Fidelity in bf16 (x4-native) into their cards;
@@ -45,6 +46,8 @@ git show "HEAD:$B/eval_val_models_fp32.json" > "$OUT/before.json"  # the generat
 to "$OUT/export.txt" cxr-train export "$RUN" --name cxr-fidelity-x4 --title Fidelity --default
 to "$B/eval_val_models_fp32.txt" cxr-enhance eval "$VAL" "${MODELS[@]}" --precision fp32 --update-card \
     --crops docs/screenshots/crops_models.png --json-out "$B/eval_val_models_fp32.json"
+to "$OUT/eval_seed_crops.txt" cxr-enhance eval "$VAL" "${MODELS[@]}" --protocol seed-128to512 --precision fp32 \
+    --crops docs/screenshots/crops_models_seed.png  # --crops draws the first protocol evaluated
 to "$B/compare_fidelity_gen${PREV}_to_gen${N}_fp32.txt" cxr-enhance compare "$OUT/before.json" "$B/eval_val_models_fp32.json"
 to "$B/compare_fast_to_fidelity_fp32.txt" cxr-enhance compare "$B/eval_val_models_fp32.json" --methods cxr-fast-x4 cxr-fidelity-x4
 to "$B/compare_fast_to_robust_fp32.txt" cxr-enhance compare "$B/eval_val_models_fp32.json" --methods cxr-fast-x4 cxr-robust-x4

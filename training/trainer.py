@@ -190,7 +190,8 @@ class Trainer:
         # Rank 0 keeps the configured seed, so one process samples what it always did.
         self.sampler = PatchSampler(train_pairs, cfg.data.scale, cfg.data.hr_patch, cfg.data.batch_size,
                                     cfg.seed + self.dist.rank, degradation, cfg.data.edge_fraction,
-                                    cfg.data.hard_fraction, cfg.data.hard_candidates, cfg.data.realistic_fraction)
+                                    cfg.data.hard_fraction, cfg.data.hard_candidates, cfg.data.realistic_fraction,
+                                    cfg.data.seed_protocol_fraction)
         self.val_set: list[Pair] = []
         self.grid_set: list[Pair] = []
         self.val_bicubic: list[dict[str, float]] = []

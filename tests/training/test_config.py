@@ -40,13 +40,15 @@ def test_presets_load_and_cpu_fast_keeps_its_meaning() -> None:
     assert fast.data.edge_fraction == fidelity.data.edge_fraction == 0.0
     robust = load_config("cpu-robust")  # Fast's network on mostly realistic inputs, a copy kept per 1k steps
     assert robust.model.params == fast.model.params and robust.init_from == "resources/models/cxr-fast-x4.safetensors"
-    assert (robust.data.degradation, robust.data.realistic_fraction, robust.keep_every) == ("realistic", 0.75, 1000)
+    assert (robust.data.degradation, robust.data.realistic_fraction, robust.keep_every) == ("realistic", 0.5, 1000)
+    assert robust.data.seed_protocol_fraction == 0.25  # a quarter made as seed-128to512 makes its pairs
+    assert robust.data.val_protocols == ["x4-native", "seed-128to512"] and robust.select_by == "val_psnr_seed"
     assert robust.data.realistic["sigma_range"] == [0.2, 1.5] and robust.data.realistic["aliased_prob"] == 0.5
     robust_rrdb = load_config("cpu-robust-rrdb")  # the same recipe on Fidelity's network
     assert robust_rrdb.model.params == fidelity.model.params
     assert robust_rrdb.init_from == "resources/models/cxr-fidelity-x4.safetensors"
     assert robust_rrdb.data.realistic == robust.data.realistic and robust_rrdb.keep_every == 1000
-    assert robust_rrdb.data.realistic_fraction == robust.data.realistic_fraction
+    assert robust_rrdb.data.realistic_fraction == 0.75 and robust_rrdb.data.seed_protocol_fraction == 0.0  # session 14's run
     assert robust_rrdb.data.val_protocols == ["x4-native", "seed-128to512"] and robust_rrdb.select_by == "val_psnr_seed"
 
 
@@ -68,6 +70,7 @@ def test_config_round_trips_through_plain_values(tmp_path: Path) -> None:
         ({"data__workers": -1}, "workers"),
         ({"data__edge_fraction": 1.5}, "edge_fraction"),
         ({"data__hard_fraction": -0.1}, "hard_fraction"),
+        ({"data__seed_protocol_fraction": 1.5}, "seed_protocol_fraction"),
         ({"data__hard_candidates": 1}, "hard_candidates"),
         ({"data__degradation": "realistic", "data__realistic_fraction": 1.5}, "realistic_fraction"),
         ({"data__realistic_fraction": 0.5}, "only apply with data.degradation: realistic"),

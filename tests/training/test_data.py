@@ -207,6 +207,53 @@ def test_realistic_fraction_degrades_that_share_and_keeps_the_rest_x4_native() -
         PatchSampler(pairs, 4, 32, 1, degradation_fraction=1.5)
 
 
+def _orientations(a: np.ndarray) -> list[np.ndarray]:
+    return [np.rot90(b, k) for b in (a, a[:, ::-1]) for k in range(4)]
+
+
+def test_seed_protocol_fraction_makes_the_protocols_pairs_at_patch_size() -> None:
+    """A seed-protocol patch is the whole-image seed-128to512 pair cut at the same place: HR the
+    original reduced x2, LR reduced x8 plus the protocol's noise, both on the protocol's grid."""
+    from engine.evaluation import SEED_NOISE_STD, torch_bicubic
+
+    rng = np.random.default_rng(0)
+    size = 256
+    smooth = torch_bicubic(rng.random((40, 40)).astype(np.float32), size)  # texture at every scale
+    hr_img = np.rint(smooth * 200 + rng.random((size, size)) * 55).astype(np.uint8)
+    pair = Pair(hr=hr_img, lr=degrade_x4_native(hr_img), name="t.png")
+    original = hr_img.astype(np.float32) / 255
+    whole_hr, whole_lr = torch_bicubic(original, size // 2), torch_bicubic(original, size // 8)
+    lr, hr = PatchSampler([pair], 4, 32, 40, seed=3, seed_protocol_fraction=1.0).sample()
+    assert lr.shape == (40, 1, 8, 8) and hr.shape == (40, 1, 32, 32)
+    residuals = []
+    for i in range(40):
+        found = None
+        for y in range(0, size // 2 - 32 + 1, 4):  # HR positions of crops on the 8-pixel grid
+            for x in range(0, size // 2 - 32 + 1, 4):
+                ref = whole_hr[y : y + 32, x : x + 32]
+                for k, (h_o, l_o) in enumerate(zip(_orientations(ref), _orientations(whole_lr[y // 4 : y // 4 + 8, x // 4 : x // 4 + 8]), strict=True)):
+                    # the interior is the whole image's pair exactly (the outer HR row sees the crop's edge)
+                    if np.array_equal(hr[i, 0, 1:-1, 1:-1], h_o[1:-1, 1:-1]):
+                        found = (k, l_o)
+        assert found is not None, f"patch {i} is not the whole image's HR at a grid position"
+        residuals.append(lr[i, 0] - found[1])
+    noise = np.concatenate([r.ravel() for r in residuals])
+    assert abs(noise.mean()) < 0.001 and noise.std() == pytest.approx(SEED_NOISE_STD, rel=0.15)
+    assert not np.allclose(lr * 255, np.rint(lr * 255))  # the LR stays float, as the protocol's
+    # a share: the others keep the 8-bit x4-native cut
+    lr_mix, _ = PatchSampler([pair], 4, 32, 400, seed=4, seed_protocol_fraction=0.3).sample()
+    protocol = sum(not np.allclose(lr_mix[i, 0] * 255, np.rint(lr_mix[i, 0] * 255), atol=1e-3) for i in range(400))
+    assert 0.22 < protocol / 400 < 0.38
+    # 0 (the default) samples exactly what earlier runs did: no extra random numbers
+    np.testing.assert_array_equal(PatchSampler([pair], 4, 32, 6, seed=7).sample()[1],
+                                  PatchSampler([pair], 4, 32, 6, seed=7, seed_protocol_fraction=0.0).sample()[1])
+    assert PatchSampler([pair], 4, 32, 1, seed_protocol_fraction=0.4).fork(2).seed_protocol_fraction == 0.4
+    with pytest.raises(DataError, match="seed_protocol_fraction"):
+        PatchSampler([pair], 4, 32, 1, seed_protocol_fraction=1.5)
+    with pytest.raises(DataError, match="twice the HR patch"):
+        PatchSampler([pair], 4, 160, 1, seed_protocol_fraction=0.5)
+
+
 def test_worker_processes_are_seeded_per_worker_and_deterministic() -> None:
     pairs = load_pairs(list_images(LUNGS), 4)
     sampler = PatchSampler(pairs, 4, 32, 2, seed=0)

@@ -188,3 +188,16 @@ def test_re_exporting_the_same_weights_keeps_what_was_measured_on_them(two_runs:
     assert ModelCard.load(out / "m.json") == again
     other = export_run(gan, out, name="m")  # other weights: nothing measured on the old ones carries over
     assert other.sha256 != card.sha256 and "x4-native" not in other.metrics and "speed" not in other.extra
+
+
+def test_the_card_names_each_share_of_the_training_degradations() -> None:
+    from training.config import load_config
+    from training.export import _describe_degradation
+
+    mixed = load_config("cpu-robust")
+    text = _describe_degradation(mixed)
+    assert text.startswith("seed-protocol on 25% of the patches: as seed-128to512 makes its pairs")
+    plain = load_config("cpu-robust", {"data.seed_protocol_fraction": 0.0})
+    assert _describe_degradation(plain).startswith("realistic on 50% of the patches: ")
+    assert text.endswith("of the others, " + _describe_degradation(plain))
+    assert _describe_degradation(load_config("cpu-fast")).startswith("bicubic: x4-native")
