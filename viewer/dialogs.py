@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.sr.card import quality_rows, short_value
+from engine.sr.card import protocol_gains, quality_rows, short_value
 from viewer.settings import DEVICES, INTERPOLATIONS, PRECISIONS, SCOPES, THEMES, ViewerSettings
 
 NIH_URL = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
@@ -76,21 +76,16 @@ def model_tooltip(info: Any) -> str:
     lines = [model_title(info) + (" \N{EM DASH} the default" if getattr(card, "default", False) else "")]
     metrics = card.metrics if isinstance(card.metrics, dict) else {}
     for protocol in TOOLTIP_PROTOCOLS:
-        entry = metrics.get(protocol)
-        model = entry.get("model") if isinstance(entry, dict) else None
-        if not isinstance(model, dict):
+        gains = protocol_gains(metrics.get(protocol))
+        if "whole" not in gains:
             continue
-        found = {key: value for key, value in model.items() if isinstance(value, int | float)}
-        if "delta_psnr_vs_bicubic" not in found:
-            continue
-        line = f"{protocol}: {found['delta_psnr_vs_bicubic']:+.2f} dB over bicubic"
-        parts = [f"{label} {found[key]:+.2f}" for key, label in (("delta_psnr_interior_vs_bicubic", "interior"),
-                                                                 ("delta_psnr_lungs_vs_bicubic", "lung fields"))
-                 if key in found]
+        line = f"{protocol}: {gains['whole']:+.2f} dB over bicubic"
+        parts = [f"{label} {gains[key]:+.2f}" for key, label in (("interior", "interior"), ("lungs", "lung fields"))
+                 if key in gains]
         if parts:
             line += f" ({', '.join(parts)})"
-        if "ssim_wins_vs_bicubic_pct" in found:
-            line += f", SSIM better on {found['ssim_wins_vs_bicubic_pct']:.0f} % of images"
+        if "ssim_wins_pct" in gains:
+            line += f", SSIM better on {gains['ssim_wins_pct']:.0f} % of images"
         lines.append(line)
     if len(lines) == 1:
         lines.append("No measurements on its card.")

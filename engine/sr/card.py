@@ -102,6 +102,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, data)
 
 
+# What a card's protocol entry says the model gains over bicubic: short name -> key of its "model"
+# block. dB for the three regions, percent of images for SSIM.
+GAIN_FIELDS = (("whole", "delta_psnr_vs_bicubic"), ("interior", "delta_psnr_interior_vs_bicubic"),
+               ("lungs", "delta_psnr_lungs_vs_bicubic"), ("ssim_wins_pct", "ssim_wins_vs_bicubic_pct"))
+
+
+def protocol_gains(entry: Any) -> dict[str, float]:
+    """The numeric gains over bicubic in one protocol entry of a card's metrics ({} for an entry
+    of another shape); the model card view, `cxr-enhance models` and the Settings tooltip read them
+    here."""
+    model = entry.get("model") if isinstance(entry, dict) else None
+    if not isinstance(model, dict):
+        return {}
+    return {short: float(model[key]) for short, key in GAIN_FIELDS
+            if isinstance(model.get(key), int | float) and not isinstance(model.get(key), bool)}
+
+
 def quality_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     """Card metrics as a reader wants them, as (kind, name, text): kind "quality" for a protocol
     (the model next to bicubic and Lanczos, whole image, interior and lung fields; name says how
@@ -113,19 +130,19 @@ def quality_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
                 isinstance(value.get("bicubic"), dict):
             model, bicubic = value["model"], value["bicubic"]
             images = f" ({value['images']} held-out images)" if value.get("images") else ""
+            gains, lanczos = protocol_gains(value), protocol_gains({"model": value.get("lanczos")})
             text = (f"model {_db(model.get('psnr'))} / SSIM {short_value(model.get('ssim'))}, bicubic "
                     f"{_db(bicubic.get('psnr'))} / SSIM {short_value(bicubic.get('ssim'))}")
-            if model.get("delta_psnr_vs_bicubic") is not None:
-                text += f": {model['delta_psnr_vs_bicubic']:+.2f} dB"
-                lanczos = value.get("lanczos")
-                if isinstance(lanczos, dict) and lanczos.get("delta_psnr_vs_bicubic") is not None:
-                    text += f" (Lanczos {lanczos['delta_psnr_vs_bicubic']:+.2f} dB)"
-            if model.get("ssim_wins_vs_bicubic_pct") is not None:
-                text += f", SSIM better on {model['ssim_wins_vs_bicubic_pct']:.0f} % of images"
-            if model.get("delta_psnr_interior_vs_bicubic") is not None:
-                text += f"; away from the image edges {model['delta_psnr_interior_vs_bicubic']:+.2f} dB"
-            if model.get("delta_psnr_lungs_vs_bicubic") is not None:
-                text += f"; in the lung fields {model['delta_psnr_lungs_vs_bicubic']:+.2f} dB"
+            if "whole" in gains:
+                text += f": {gains['whole']:+.2f} dB"
+                if "whole" in lanczos:
+                    text += f" (Lanczos {lanczos['whole']:+.2f} dB)"
+            if "ssim_wins_pct" in gains:
+                text += f", SSIM better on {gains['ssim_wins_pct']:.0f} % of images"
+            if "interior" in gains:
+                text += f"; away from the image edges {gains['interior']:+.2f} dB"
+            if "lungs" in gains:
+                text += f"; in the lung fields {gains['lungs']:+.2f} dB"
             rows.append(("quality", f"{key}{images}", text))
         elif key not in ("interior", "lungs", "measured_with", "val_images", "val_patients"):
             rows.append(("metric", key, short_value(value)))

@@ -61,3 +61,14 @@ def test_absolute_weights_path_and_no_weights():
     card = ModelCard(name="x", architecture="RRDBNet", weights_file="/opt/m.safetensors")
     assert str(card.weights_path) == "/opt/m.safetensors"
     assert ModelCard(name="x", architecture="RRDBNet").weights_path is None
+
+
+def test_protocol_gains_reads_only_numbers_from_a_protocol_entry() -> None:
+    from engine.sr.card import protocol_gains
+
+    entry = {"model": {"delta_psnr_vs_bicubic": 3.96, "delta_psnr_interior_vs_bicubic": 2.18,
+                       "delta_psnr_lungs_vs_bicubic": None, "ssim_wins_vs_bicubic_pct": 100, "psnr": 39.9},
+             "bicubic": {"psnr": 35.97}}
+    assert protocol_gains(entry) == {"whole": 3.96, "interior": 2.18, "ssim_wins_pct": 100.0}
+    assert protocol_gains({"model": {"delta_psnr_vs_bicubic": "high", "ssim_wins_vs_bicubic_pct": True}}) == {}
+    assert protocol_gains("x4-native") == protocol_gains({"model": [1]}) == protocol_gains(None) == {}
