@@ -457,7 +457,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     # the crop figure shows the first protocol run: x4-native unless --protocol names another
     figure = CropCollector(images, root, args, protocols[0]) if args.crops else None
     for protocol in protocols:
-        progress = None if args.quiet else _eval_progress(protocol)
+        progress = None if args.quiet else eval_progress(protocol)
         collect = figure.collect if figure is not None and protocol == figure.protocol else None
         result = ev.evaluate(images, protocol, methods, seed=args.seed, root=root,
                              on_image=progress, on_problem=problems.setdefault, on_output=collect)
@@ -571,7 +571,8 @@ def update_cards(report: dict[str, Any], methods: list[Any], args: argparse.Name
     return written
 
 
-def _eval_progress(protocol: str) -> Callable[[int, int, str], None]:
+def eval_progress(protocol: str) -> Callable[[int, int, str], None]:
+    """Every tenth image and the last, on stderr (also `cxr-train eval-chain`'s)."""
     def on_image(index: int, total: int, name: str) -> None:
         if index % 10 == 0 or index == total - 1:
             say(f"{protocol}: image {index + 1}/{total} ({name})")

@@ -163,7 +163,7 @@ def x4_native_pair(hr_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def torch_bicubic(image: np.ndarray, size: int) -> np.ndarray:
     """`image` (float in [0, 1]) resized to size x size as seed-128to512 resizes: torch bicubic,
-    half-pixel centres, no antialiasing, clipped. Training's seed-protocol patches use it too."""
+    half-pixel centres, no antialiasing, clipped."""
     import torch  # the protocol is defined by torch's bicubic kernel
     from torch.nn import functional as F
 
@@ -179,8 +179,16 @@ def seed_128to512_pair(image: np.ndarray, rng: np.random.Generator) -> tuple[np.
     `image` is the original (uint8, or float in [0, 1]); both sizes come straight from it.
     """
     original = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image
-    hr = torch_bicubic(original, SEED_HR_SIZE)
-    lr = torch_bicubic(original, SEED_LR_SIZE)
+    return seed_protocol_pair(original, SEED_HR_SIZE, SEED_LR_SIZE, rng)
+
+
+def seed_protocol_pair(original: np.ndarray, hr_size: int, lr_size: int,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """seed-128to512's recipe at any size: HR and LR both straight from `original` (float in
+    [0, 1]) by `torch_bicubic`, N(0, SEED_NOISE_STD) from `rng` added to the LR, clipped. The
+    protocol is it at 512 / 128 on whole images; training's seed-protocol patches at patch size."""
+    hr = torch_bicubic(original, hr_size)
+    lr = torch_bicubic(original, lr_size)
     noise = rng.normal(0.0, SEED_NOISE_STD, size=lr.shape)
     lr = np.clip(lr + noise, 0.0, 1.0).astype(np.float32)
     return lr, hr

@@ -70,6 +70,7 @@ def eval_chain(inputs: list[str], models: list[str], chain: str = "mild", *, see
     """Evaluate bicubic, Lanczos and `models` (names or weights files) on the chain's pairs; prints
     the table and returns the report (written to `json_out` too)."""
     from engine import evaluation as ev
+    from engine.cli import eval_progress
     from engine.sr import registry
 
     missing = [item for item in inputs if not Path(item).exists()]
@@ -86,13 +87,9 @@ def eval_chain(inputs: list[str], models: list[str], chain: str = "mild", *, see
     methods = ev.baseline_methods() + [ev.model_method(info, device=device, precision=precision) for info in infos]
     root = Path(inputs[0]) if len(inputs) == 1 and Path(inputs[0]).is_dir() else None
     protocol = f"realistic-{chain}"
-
-    def on_image(index: int, total: int, name: str) -> None:
-        if progress and (index % 10 == 0 or index == total - 1):
-            print(f"{protocol}: image {index + 1}/{total} ({name})", flush=True)
-
     problems: dict[str, str] = {}
-    result = ev.evaluate(images, protocol, methods, seed=seed, root=root, on_image=on_image,
+    result = ev.evaluate(images, protocol, methods, seed=seed, root=root,
+                         on_image=eval_progress(protocol) if progress else None,
                          on_problem=problems.setdefault, make=pair_maker(settings, seed),
                          definition=definition(chain, settings))
     print(ev.format_table(result))

@@ -246,7 +246,7 @@ class PatchSampler:
 
     def seed_protocol_patch(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
         """(LR, HR) float32 in [0, 1]: seed-128to512's pair made from a random 2 x hr_patch crop."""
-        from engine.evaluation import SEED_NOISE_STD, torch_bicubic
+        from engine.evaluation import seed_protocol_pair
 
         s, ph = self.scale, self.hr_patch
         crop, grid = 2 * ph, 2 * s  # the whole-image protocol samples the original every 2 x scale pixels
@@ -254,10 +254,7 @@ class PatchSampler:
         y = int(self.rng.integers((h - crop) // grid + 1)) * grid
         x = int(self.rng.integers((w - crop) // grid + 1)) * grid
         original = pair.hr[y : y + crop, x : x + crop].astype(np.float32) / np.float32(255.0)
-        hr = torch_bicubic(original, ph)
-        lr = torch_bicubic(original, ph // s)
-        lr = np.clip(lr + self.rng.normal(0.0, SEED_NOISE_STD, size=lr.shape), 0.0, 1.0).astype(np.float32)
-        return augment(lr, hr, self.rng)
+        return augment(*seed_protocol_pair(original, ph, ph // s, self.rng), self.rng)
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         s, ph = self.scale, self.hr_patch
