@@ -449,7 +449,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         say("No images (PNG, JPEG, TIFF) found in the inputs.")
         return EXIT_FAILED
     methods = ev.baseline_methods() + eval_models(args)
-    root = Path(args.inputs[0]) if len(args.inputs) == 1 and Path(args.inputs[0]).is_dir() else None
+    root = ev.inputs_root(args.inputs)
     report: dict[str, Any] = {"software": f"cxr-enhance {__version__}", "inputs": args.inputs,
                               "protocols": []}
     problems: dict[str, str] = {}
@@ -474,7 +474,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for card_path in update_cards(report, methods, args):
             say(f"metrics written to the model card {card_path}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        ev.write_report(args.json_out, report)
         say(f"per-image results written to {args.json_out}")
     return EXIT_FAILED if problems or missing else EXIT_OK
 
@@ -629,10 +629,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             say(f"{name}: the same weights in both reports, left out.")
     print(ev.format_comparison(rows))
     if args.json_out:
-        from engine.fileio import atomic_write
-
         report = {"before": args.before, "after": args.after or args.before, "skip": args.skip, "rows": rows}
-        atomic_write(args.json_out, (json.dumps(report, indent=2) + "\n").encode())
+        ev.write_report(args.json_out, report)
         say(f"comparison written to {args.json_out}")
     return EXIT_OK
 

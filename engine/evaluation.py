@@ -19,6 +19,7 @@ Protocols (all images grayscale, float32 in [0, 1]):
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import zlib
@@ -31,7 +32,7 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from engine.fileio import file_sha256
+from engine.fileio import atomic_write, file_sha256
 
 SCALE = 4
 PROTOCOLS = ("x4-native", "seed-128to512")
@@ -460,6 +461,12 @@ def evaluate(images: Sequence[Path], protocol: str, methods: Sequence[Method], *
     return ProtocolResult(protocol, seed, names, results, definition)
 
 
+def inputs_root(inputs: Sequence[str | Path]) -> Path | None:
+    """The folder results name images relative to: the input when it is one folder, else None
+    (images are then named by their file names)."""
+    return Path(inputs[0]) if len(inputs) == 1 and Path(inputs[0]).is_dir() else None
+
+
 def display_name(path: Path, root: Path | None) -> str:
     """How results name an image: its path below `root` (the folder evaluated), else its file name."""
     if root is not None:
@@ -551,6 +558,12 @@ def result_to_json(result: ProtocolResult) -> dict[str, Any]:
             "interior": INTERIOR_DEFINITION, "lungs": LUNGS_DEFINITION,
             "scale": SCALE, "seed": result.seed,
             "images": result.images, "methods": methods}
+
+
+def write_report(path: str | Path, report: dict[str, Any]) -> Path:
+    """Write a report as JSON (`cxr-enhance eval` / `compare --json-out`, `cxr-train eval-chain
+    --json-out`) atomically: a reader never sees, and an interrupted run never leaves, half a file."""
+    return atomic_write(path, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
 
 
 # --- comparing two evaluations image by image ------------------------------------------------

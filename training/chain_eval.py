@@ -85,7 +85,7 @@ def eval_chain(inputs: list[str], models: list[str], chain: str = "mild", *, see
     except (LookupError, ValueError) as exc:
         raise DataError(str(exc)) from None
     methods = ev.baseline_methods() + [ev.model_method(info, device=device, precision=precision) for info in infos]
-    root = Path(inputs[0]) if len(inputs) == 1 and Path(inputs[0]).is_dir() else None
+    root = ev.inputs_root(inputs)
     protocol = f"realistic-{chain}"
     problems: dict[str, str] = {}
     result = ev.evaluate(images, protocol, methods, seed=seed, root=root,
@@ -98,6 +98,6 @@ def eval_chain(inputs: list[str], models: list[str], chain: str = "mild", *, see
     for name, sentence in problems.items():
         print(f"skipped: {name} {sentence}")
     if json_out:
-        Path(json_out).write_text(json.dumps(report, indent=1), encoding="utf-8")
+        ev.write_report(json_out, report)
         print(f"per-image results written to {json_out}")
     return report

@@ -240,3 +240,22 @@ def test_compare_reports_says_what_is_wrong() -> None:
         ev.compare_reports(same, same)
     with pytest.raises(ValueError, match="no protocol has both 'x' \\(before\\) and 'b'"):
         ev.compare_reports(_report({"a": [1.0]}), _report({"b": [1.0]}), [("x", "b")])
+
+
+def test_write_report_is_atomic_and_makes_its_folder(tmp_path: Path) -> None:
+    out = tmp_path / "reports" / "eval.json"  # the folder does not exist yet
+    ev.write_report(out, {"protocols": [], "skipped": {}})
+    assert json.loads(out.read_text()) == {"protocols": [], "skipped": {}}
+    # a report that cannot be written leaves the previous one whole and no temporary file
+    with pytest.raises(TypeError):
+        ev.write_report(out, {"protocols": object()})
+    assert json.loads(out.read_text()) == {"protocols": [], "skipped": {}}
+    assert [p.name for p in out.parent.iterdir()] == ["eval.json"]
+
+
+def test_inputs_root_is_the_one_folder_evaluated(tmp_path: Path) -> None:
+    image = tmp_path / "a.png"
+    image.write_bytes(b"")
+    assert ev.inputs_root([str(tmp_path)]) == tmp_path
+    assert ev.inputs_root([image]) is None
+    assert ev.inputs_root([tmp_path, tmp_path]) is None
