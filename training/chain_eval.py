@@ -70,7 +70,7 @@ def eval_chain(inputs: list[str], models: list[str], chain: str = "mild", *, see
     """Evaluate bicubic, Lanczos and `models` (names or weights files) on the chain's pairs; prints
     the table and returns the report (written to `json_out` too)."""
     from engine import evaluation as ev
-    from engine.cli import eval_progress
+    from engine.cli import eval_progress, say
     from engine.sr import registry
 
     missing = [item for item in inputs if not Path(item).exists()]
@@ -96,8 +96,8 @@ def eval_chain(inputs: list[str], models: list[str], chain: str = "mild", *, see
     report = {"software": "cxr-train eval-chain", "inputs": inputs, "protocols": [ev.result_to_json(result)],
               "skipped": problems}
     for name, sentence in problems.items():
-        print(f"skipped: {name} {sentence}")
+        say(f"skipped: {name} {sentence}")
     if json_out:
         ev.write_report(json_out, report)
-        print(f"per-image results written to {json_out}")
+        say(f"per-image results written to {json_out}")
     return report
