@@ -450,8 +450,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     methods = ev.baseline_methods() + eval_models(args)
     root = ev.inputs_root(args.inputs)
-    report: dict[str, Any] = {"software": f"cxr-enhance {__version__}", "inputs": args.inputs,
-                              "protocols": []}
+    report = ev.new_report(f"cxr-enhance {__version__}", args.inputs)
     problems: dict[str, str] = {}
     protocols = args.protocol or list(ev.PROTOCOLS)
     # the crop figure shows the first protocol run: x4-native unless --protocol names another
@@ -584,13 +583,9 @@ def eval_models(args: argparse.Namespace) -> list[Any]:
     if args.no_models:
         return []
     from engine import evaluation as ev
-    from engine.sr import registry
 
     try:
-        infos = ([registry.find_model(name) for name in args.model] if args.model
-                 else registry.list_models())
-    except registry.NoModelInstalled:
-        infos = []
+        infos = ev.find_models(args.model or [])
     except (LookupError, ValueError) as exc:
         raise UsageError(_sentence(str(exc))) from None
     if not infos:

@@ -341,6 +341,23 @@ def baseline_methods() -> list[Method]:
                    info={"how": "PIL LANCZOS, mode F, clipped to [0, 1]"})]
 
 
+def find_models(names: Sequence[str]) -> list[Any]:
+    """The registry entries of `names` (model names or weights files), looked up before any image
+    is read; no names: every installed model, or none. An unknown name raises LookupError or
+    ValueError with the sentence to show."""
+    from engine.sr import registry
+
+    if names:
+        try:
+            return [registry.find_model(name) for name in names]
+        except registry.NoModelInstalled as exc:  # a model was asked for: not a baselines-only run
+            raise registry.ModelNotFound(str(exc)) from None
+    try:
+        return registry.list_models()
+    except registry.NoModelInstalled:
+        return []
+
+
 def model_method(model: Any, *, device: str = "auto", precision: str = "auto",
                  tile: int = 256, overlap: int = 16) -> Method:
     """A model (registry ModelInfo, name or path) run through the Enhancer: LR in, clipped out.
@@ -558,6 +575,14 @@ def result_to_json(result: ProtocolResult) -> dict[str, Any]:
             "interior": INTERIOR_DEFINITION, "lungs": LUNGS_DEFINITION,
             "scale": SCALE, "seed": result.seed,
             "images": result.images, "methods": methods}
+
+
+def new_report(software: str, inputs: Sequence[str], results: Sequence[ProtocolResult] = (),
+               skipped: dict[str, str] | None = None) -> dict[str, Any]:
+    """The JSON report `cxr-enhance eval` and `cxr-train eval-chain` write: who made it, from what,
+    one entry per protocol (`result_to_json`), and the images skipped with their sentences."""
+    return {"software": software, "inputs": list(inputs),
+            "protocols": [result_to_json(result) for result in results], "skipped": dict(skipped or {})}
 
 
 def write_report(path: str | Path, report: dict[str, Any]) -> Path:

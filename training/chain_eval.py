@@ -71,7 +71,6 @@ def eval_chain(inputs: list[str], models: list[str], chain: str = "mild", *, see
     the table and returns the report (written to `json_out` too)."""
     from engine import evaluation as ev
     from engine.cli import eval_progress, say
-    from engine.sr import registry
 
     missing = [item for item in inputs if not Path(item).exists()]
     if missing:
@@ -81,7 +80,7 @@ def eval_chain(inputs: list[str], models: list[str], chain: str = "mild", *, see
         raise DataError("No images (PNG, JPEG, TIFF) found in the inputs.")
     settings = chain_settings(chain)
     try:
-        infos = [registry.find_model(name) for name in models]
+        infos = ev.find_models(models)
     except (LookupError, ValueError) as exc:
         raise DataError(str(exc)) from None
     methods = ev.baseline_methods() + [ev.model_method(info, device=device, precision=precision) for info in infos]
@@ -93,8 +92,7 @@ def eval_chain(inputs: list[str], models: list[str], chain: str = "mild", *, see
                          on_problem=problems.setdefault, make=pair_maker(settings, seed),
                          definition=definition(chain, settings))
     print(ev.format_table(result))
-    report = {"software": "cxr-train eval-chain", "inputs": inputs, "protocols": [ev.result_to_json(result)],
-              "skipped": problems}
+    report = ev.new_report("cxr-train eval-chain", inputs, [result], problems)
     for name, sentence in problems.items():
         say(f"skipped: {name} {sentence}")
     if json_out:

@@ -287,6 +287,17 @@ def test_eval_skips_an_unreadable_image(tmp_path: Path, capsys: pytest.CaptureFi
     assert data["protocols"][0]["images"] == ["good.png"] and "bad.png" in data["skipped"]
 
 
+def test_eval_of_a_named_model_with_none_installed_stops_with_a_sentence(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("CXR_ENHANCE_MODELS_DIR", str(tmp_path / "empty"))
+    _png8(tmp_path / "a.png", (32, 32))
+    report = tmp_path / "eval.json"
+    code = main(["eval", str(tmp_path / "a.png"), "--model", "fidelity", "-q", "--json-out", str(report)])
+    assert code != 0 and not report.exists()  # not a quiet baselines-only run
+    assert "No super-resolution model is installed" in capsys.readouterr().err
+
+
 class _Stream:
     def __init__(self, tty: bool) -> None:
         self.text, self.tty = "", tty

@@ -259,3 +259,16 @@ def test_inputs_root_is_the_one_folder_evaluated(tmp_path: Path) -> None:
     assert ev.inputs_root([str(tmp_path)]) == tmp_path
     assert ev.inputs_root([image]) is None
     assert ev.inputs_root([tmp_path, tmp_path]) is None
+
+
+def test_find_models_names_or_every_installed_one(models_dir: Path) -> None:
+    assert ev.find_models([]) == []  # nothing installed: baselines only, no error
+    # a model asked for by name is an error when nothing is installed, not a baselines-only run
+    with pytest.raises(LookupError, match="No super-resolution model is installed"):
+        ev.find_models(["no-such-model"])
+
+
+def test_new_report_is_what_eval_and_eval_chain_write() -> None:
+    report = ev.new_report("cxr-train eval-chain", ("val",), skipped={"a.png": "is not an image."})
+    assert report == {"software": "cxr-train eval-chain", "inputs": ["val"], "protocols": [],
+                      "skipped": {"a.png": "is not an image."}}
