@@ -80,7 +80,7 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
     wall = wall_time_s(run_dir)
     speed = steps_per_second(run_dir)
     compute = sorted({f"{s['processes']} x {s['device_name'] or s['device']} ({s['device']}, "
-                      f"{s['threads']} threads), {s['precision']}, torch {s['torch']}" for s in sessions})
+                      f"{s['threads']} thread{'' if s['threads'] == 1 else 's'}), {s['precision']}, torch {s['torch']}" for s in sessions})
     if speed:
         batch = f" at batch {cfg.data.batch_size} x {cfg.data.hr_patch}^2 HR patches" if cfg is not None else ""
         compute.append(f"{speed['median']:.2f} it/s median ({speed['min']:.2f}-{speed['max']:.2f}){batch}")
