@@ -347,15 +347,8 @@ def find_models(names: Sequence[str]) -> list[Any]:
     ValueError with the sentence to show."""
     from engine.sr import registry
 
-    if names:
-        try:
-            return [registry.find_model(name) for name in names]
-        except registry.NoModelInstalled as exc:  # a model was asked for: not a baselines-only run
-            raise registry.ModelNotFound(str(exc)) from None
-    try:
-        return registry.list_models()
-    except registry.NoModelInstalled:
-        return []
+    # a name with nothing installed raises NoModelInstalled (a ModelNotFound): not a baselines-only run
+    return [registry.find_model(name) for name in names] if names else registry.list_models()
 
 
 def model_method(model: Any, *, device: str = "auto", precision: str = "auto",

@@ -26,15 +26,17 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 DirList = Sequence[str | Path] | None
 
 
-class NoModelInstalled(Exception):
-    """No model found at all; the message names the folder to put one in."""
-
-
 class ModelNotFound(LookupError):
     """A model name or path that matches nothing; the message lists what is installed."""
 
     def __str__(self) -> str:  # LookupError would quote the message like a dict key
         return str(self.args[0]) if self.args else ""
+
+
+class NoModelInstalled(ModelNotFound):
+    """No model found at all; the message names the folder to put one in. A ModelNotFound, so a
+    caller that asked for a model by name handles it with the others; callers for which an empty
+    folder is a state, not an error (the default model, the model list), catch it first."""
 
 
 @dataclass(frozen=True)

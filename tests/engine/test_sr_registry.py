@@ -35,6 +35,9 @@ def test_no_model_names_the_folder(models_dir):
     assert str(models_dir) in message and ".safetensors" in message and "\n" not in message
     with pytest.raises(NoModelInstalled):
         find_model("fast")
+    # a model asked for by name is not found either: callers that handle ModelNotFound handle it
+    with pytest.raises(ModelNotFound, match="No super-resolution model is installed"):
+        find_model("fast")
     assert list_models() == []
 
 
