@@ -52,6 +52,28 @@ def test_presets_load_and_cpu_fast_keeps_its_meaning() -> None:
     assert robust_rrdb.data.val_protocols == ["x4-native", "seed-128to512"] and robust_rrdb.select_by == "val_psnr_seed"
 
 
+
+def test_the_training_readme_preset_table_says_what_each_preset_does() -> None:
+    """Each row's steps, peak learning rate and batch are the preset's: a row left at 3k when the
+    preset went to 12k steps is a wrong instruction to whoever reproduces the model."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "training" / "README.md").read_text()
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \|.*\| ([^|]+) \|$", readme, flags=re.M)
+    assert len(rows) >= 9
+    for name, schedule in rows:
+        config = load_config(name)
+        steps = re.search(r"([\d.]+)(k|M) steps", schedule)
+        if steps is None:  # "as `gan`"
+            assert schedule.startswith("as `"), name
+            continue
+        factor = {"k": 1_000, "M": 1_000_000}[steps.group(2)]
+        assert round(float(steps.group(1)) * factor) == config.steps, name
+        lr = re.search(r"Adam ([\d.e-]+)", schedule)
+        assert lr is not None and float(lr.group(1)) == config.optim.lr, name
+        batch = re.search(r"batch (\d+)", schedule)
+        assert (int(batch.group(1)) if batch else 16) == config.data.batch_size, name
+
 def test_config_round_trips_through_plain_values(tmp_path: Path) -> None:
     cfg = config_from_dict(tiny_values(tmp_path))
     assert config_from_dict(to_dict(cfg)) == cfg
