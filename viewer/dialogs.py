@@ -40,8 +40,9 @@ ATTRIBUTION_HTML = (
     "public pydicom test file (MIT licence).</p>"
 )
 USE_HTML = ("<p><b>Research and education use only.</b> Enhanced images are produced by a "
-            "neural network: they may add or remove detail and are not for primary diagnosis."
-            "</p>")
+            "neural network: they may add or remove detail and are not for primary diagnosis. "
+            "Burned-in labels and side markers are redrawn too and can come out as other letters: "
+            "read them on the original (press B).</p>")
 
 
 def list_models() -> list[Any]:

@@ -78,6 +78,7 @@ def test_about_shows_model_card_attribution_and_use(qtbot: Any) -> None:
     qtbot.addWidget(dialog)
     text = dialog.text.toPlainText()
     assert "Research and education use only" in text
+    assert "side markers are redrawn too" in text and "read them on the original (press B)" in text
     assert "nihcc.app.box.com/v/ChestXray-NIHCC" in text
     assert "ChestX-ray8" in text and "NIH Clinical Center" in text
     assert "No model is installed" in text
