@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,11 @@ class TrainConfig:
     # val_psnr (whole image) or val_psnr_interior (without the 16-pixel border, where a model's
     # frame-line redrawing does not count: the number the default model is chosen by).
     select_by: str = "val_psnr"
+    # With a tolerance (dB), best_ema.pt keeps the LATEST validation within that much of the best
+    # so far (a new best always, a later step that is as good to within the noise of a few
+    # validation images too), so a 0.002 dB lead on 8 images does not hold back the steps after
+    # it. 0 = the best only. Set it before the run: choosing after seeing the report set is not.
+    select_tolerance: float = 0.0
     ckpt_every: int = 500
     # Every this many steps also keep a copy of the checkpoint as step-NNNNNN.ckpt (0 = none), so
     # several points of one run can be exported (`cxr-train export --checkpoint`) and measured
@@ -258,6 +264,8 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.keep_every < 0:
         raise ConfigError("keep_every must be 0 (keep no copies) or a positive number of steps.")
     _validate_protocols(cfg)
+    if not (math.isfinite(cfg.select_tolerance) and cfg.select_tolerance >= 0):
+        raise ConfigError(f"select_tolerance must be 0 or a positive number of dB, not {cfg.select_tolerance!r}.")
     if cfg.select_by not in SELECT_BY:
         raise ConfigError(f"select_by must be {', '.join(SELECT_BY[:-1])} or {SELECT_BY[-1]}, not {cfg.select_by!r}.")
     if cfg.select_by.endswith("_seed") and "seed-128to512" not in cfg.data.val_protocols:

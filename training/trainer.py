@@ -148,6 +148,14 @@ def zero_last_conv(model: nn.Module) -> None:
             last.bias.zero_()
 
 
+def keeps(value: float, best: float, tolerance: float = 0.0) -> tuple[bool, float]:
+    """Whether best_ema.pt takes this validation, and the best value so far: a new best always;
+    with a tolerance, also a later one within `tolerance` of the best (the latest such is kept)."""
+    if value > best:
+        return True, value
+    return tolerance > 0 and value >= best - tolerance, best
+
+
 class Trainer:
     """The PSNR stage; subclasses override `train_step` and add state (see training.gan)."""
 
@@ -431,7 +439,6 @@ class Trainer:
         return np.random.default_rng(seed_key(self.cfg.seed, self.dist.rank, self.step)).bit_generator.state
 
     def save_best(self, row: dict[str, float]) -> None:
-        self.best_psnr = row[self.cfg.select_by]
         torch.save({"ema": self.ema.model.state_dict(), "step": self.step, "val": row,
                     "arch": self.cfg.model.arch, "params": self.cfg.model.params}, self.run_dir / BEST_NAME)
 
@@ -500,8 +507,10 @@ class Trainer:
         validated = self.step % self.cfg.val_every == 0 or self.step == target
         if validated:
             row.update(self.validate())
-            if self.select_best and row[self.cfg.select_by] > self.best_psnr:
-                self.save_best(row)
+            if self.select_best:
+                keep, self.best_psnr = keeps(row[self.cfg.select_by], self.best_psnr, self.cfg.select_tolerance)
+                if keep:
+                    self.save_best(row)
         log.write({"step": self.step, **{k: f"{row[k]:.6f}" for k in self.loss_keys},
                    "lr": f"{self.scheduler.get_last_lr()[0]:.3e}",
                    **{k: f"{row[k]:.4f}" for k in ALL_VAL_COLUMNS if k in row}, "elapsed_s": f"{elapsed:.1f}"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from training.checkpoints import read_generator
 from training.cli import main
 from training.config import ConfigError, TrainConfig
 from training.report import read_log, steps_per_second, wall_time_s
-from training.trainer import CHECKPOINT_NAME, Trainer
+from training.trainer import CHECKPOINT_NAME, Trainer, keeps
 
 Make = Callable[..., TrainConfig]
 
@@ -188,6 +189,44 @@ def test_best_ema_is_chosen_by_the_configured_column(tiny_config: Make, tmp_path
     best = torch.load(tmp_path / "run" / "best_ema.pt", weights_only=False)
     assert best["step"] == best_step and best["val"][select_by] == best_value
 
+
+
+def test_with_a_tolerance_the_latest_step_near_the_best_is_kept() -> None:
+    """Session 19's Robust: seed-128to512 +0.614 at 15k, then +0.608, +0.595, +0.612 (x4-native
+    rising all the while); without a tolerance step 15k is kept, with 0.005 dB the last."""
+    curve = [(14, 0.603), (15, 0.614), (16, 0.608), (19, 0.595), (24, 0.612)]
+
+    def kept(tolerance: float) -> int:
+        best, step = -math.inf, 0
+        for at, value in curve:
+            keep, best = keeps(value, best, tolerance)
+            step = at if keep else step
+        assert best == 0.614  # the best so far is the maximum either way
+        return step
+
+    assert kept(0.0) == 15 and kept(0.005) == 24 and kept(0.01) == 24
+    assert kept(0.001) == 15  # 0.612 is 0.002 below
+    assert keeps(0.5, 0.6, 0.2) == (True, 0.6) and keeps(0.3, 0.6, 0.2) == (False, 0.6)
+    assert keeps(0.6, 0.6, 0.0) == (False, 0.6)  # a tie keeps the earlier step, as before
+
+
+def test_select_tolerance_keeps_a_later_step_in_a_run(tiny_config: Make, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    scripted = iter([{"val_psnr": 30.0}, {"val_psnr": 29.95}, {"val_psnr": 29.0}])
+
+    def validate(self: Trainer) -> dict[str, float]:
+        row = next(scripted)
+        return {**row, "val_ssim": 0.9, "bicubic_psnr": 25.0, "bicubic_ssim": 0.8, "gain_db": row["val_psnr"] - 25.0}
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    trainer = Trainer(tiny_config(steps=6, log_every=2, val_every=2, val_grid=0, select_tolerance=0.1), tmp_path / "run")
+    trainer.fit(progress=False)
+    best = torch.load(tmp_path / "run" / "best_ema.pt", weights_only=False)
+    assert best["step"] == 4 and best["val"]["val_psnr"] == 29.95  # within 0.1 dB of step 2's 30.0; step 6 is not
+    assert trainer.best_psnr == 30.0
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="select_tolerance must be 0 or a positive number of dB"):
+            tiny_config(select_tolerance=bad)
 
 def test_select_by_is_checked(tiny_config: Make) -> None:
     with pytest.raises(ConfigError, match="select_by must be val_psnr, val_psnr_interior, .* or val_psnr_interior_seed"):
