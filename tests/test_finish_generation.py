@@ -29,6 +29,8 @@ def test_the_script_parses_and_says_what_is_missing() -> None:
     for wrong in (["sharp"], ["robust"]):  # neither a generation number nor robust with its run
         bad = _run(*wrong, DRY_RUN="1")
         assert bad.returncode != 0 and "training/finish_generation.sh robust RUN_DIR" in bad.stderr
+    elsewhere = _run("987654", DRY_RUN="1", RUN_DIR="runs/gpu-fidelity-987654/")  # a run brought back from a GPU
+    assert elsewhere.returncode == 2 and "runs/gpu-fidelity-987654 does not exist" in elsewhere.stderr
     missing = _run("robust", "runs/no-such-robust-run", DRY_RUN="1")
     assert missing.returncode == 2 and "runs/no-such-robust-run does not exist; train it first" in missing.stderr
 

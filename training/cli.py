@@ -1,6 +1,6 @@
 """`cxr-train`: reproduce the CXR Enhance models.
 
-  cxr-train psnr --config cpu-fast [--resume] [--steps N] [--set data.workers=2]
+  cxr-train psnr --config cpu-fast [--resume] [--steps N] [--max-minutes M] [--set data.workers=2]
   cxr-train gan --config gan --init-from runs/gpu-full [--resume]
   cxr-train interpolate --psnr runs/gpu-full --gan runs/gan --alpha 0.8 --out resources/models/x.safetensors
   cxr-train export runs/cpu-fast [--out DIR] [--name NAME] [--default] [--note TEXT]
@@ -8,6 +8,8 @@
   cxr-train lineage runs/cpu-fidelity runs/cpu-fidelity-2 [--reference cxr-fast-x4] [--out curve.png]
   cxr-train lineage cxr-fidelity-x4 [runs/unexported-run] ...   (the runs its card lists)
   cxr-train eval-chain ../shared/data/cxr14/val --model cxr-robust-x4 [--chain mild|default] [--json-out F]
+  cxr-train pack-data [--parts N]; cxr-train bundle RUN --out DIR; cxr-train unbundle DIR --run-dir RUN
+                (a GPU lent for minutes at a time: training/device_train.sh, training/README.md)
 
 Several processes (GPUs or CPU nodes): torchrun --nproc_per_node N -m training.cli psnr ...
 """
@@ -43,6 +45,9 @@ def _train_parser(sub: Any, name: str, help_text: str, preset: str) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set data.workers=2 (repeatable)")
     p.add_argument("--run-dir", default=None, help="run folder (default out_dir/name)")
+    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop after M minutes of training with a validation and a checkpoint; "
+                        "--resume goes on (for machines lent by the call)")
     if name == "gan":
         p.add_argument("--init-from", default=None, help="PSNR model: run folder, checkpoint or weights file")
 
@@ -72,6 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="export this run file instead of best_ema.pt: last.ckpt, a step-NNNNNN.ckpt kept by keep_every, "
                         "or another saved copy")
     _card_options(p)
+
+    p = sub.add_parser("pack-data", help="a training subset in parts that each fit one call of a lent GPU machine")
+    p.add_argument("--train", default="../shared/data/cxr14/train")
+    p.add_argument("--val", default="../shared/data/cxr14/val")
+    p.add_argument("--out", default="runs/devdata", help="folder to create (an ignored path, carried by the call)")
+    p.add_argument("--max-mib", type=float, default=None,
+                   help="MiB one call may carry (default: 64 less the tracked tree and 2 MiB)")
+    p.add_argument("--parts", type=int, default=1, help="parts, one per call (default 1)")
+    p.add_argument("--val-images", type=int, default=8, help="the first N val images, as data.val_crops takes them")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("bundle", help="a run's best EMA weights (fp16 parts) and small files, to bring back")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="folder for at most 8 files of at most 16 MiB (the device's $OUT)")
+
+    p = sub.add_parser("unbundle", help="rebuild a run folder here from a bundle, checking every sha256")
+    p.add_argument("src", help="the folder the device call brought back")
+    p.add_argument("--run-dir", required=True, help="new run folder, e.g. runs/gpu-fidelity-1")
 
     p = sub.add_parser("report", help="write progress.png and val_grid.png for a run")
     p.add_argument("run_dir")
@@ -106,9 +129,11 @@ def _card_options(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.config import load_config
+    from training.config import ConfigError, load_config
     from training.trainer import CHECKPOINT_NAME
 
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise ConfigError(f"--max-minutes takes a positive number of minutes, not {args.max_minutes:g}.")
     overrides = _parse_set(args.set)
     if getattr(args, "init_from", None):
         overrides["init_from"] = args.init_from
@@ -125,8 +150,9 @@ def _train(args: argparse.Namespace) -> int:
         if args.resume and ckpt.exists():
             trainer.load_checkpoint(ckpt)
             trainer.say(f"resumed from {ckpt} at step {trainer.step}")
-        trainer.fit(args.steps)
-        trainer.say(f"done: {Path(trainer.run_dir)}")
+        trainer.fit(args.steps, max_seconds=None if args.max_minutes is None else args.max_minutes * 60)
+        if not trainer.stopped_early:
+            trainer.say(f"done: {Path(trainer.run_dir)}")
     finally:
         trainer.close()
     return 0
@@ -177,8 +203,36 @@ def _eval_chain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pack_data(args: argparse.Namespace) -> int:
+    from training.device import describe_pack, pack_data
+
+    manifest = pack_data(args.train, args.val, args.out, max_mib=args.max_mib, parts=args.parts,
+                         val_images=args.val_images, seed=args.seed)
+    print(describe_pack(manifest, Path(args.out)))
+    return 0
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from training.device import bundle_run
+
+    paths = bundle_run(args.run_dir, args.out)
+    print(f"wrote {len(paths)} files to {args.out}: " + ", ".join(f"{p.name} ({p.stat().st_size / 2**20:.1f} MiB)"
+                                                          for p in paths))
+    return 0
+
+
+def _unbundle(args: argparse.Namespace) -> int:
+    from training.device import unbundle_run
+
+    info = unbundle_run(args.src, args.run_dir)
+    print(f"rebuilt {args.run_dir}: best EMA of run {info['run']} at step {info['step']} "
+          f"(weights sha256 {info['sha256'][:12]} checked), with {', '.join(info['files'])}")
+    return 0
+
+
 COMMANDS = {"psnr": _train, "gan": _train, "export": _export, "interpolate": _interpolate, "report": _report,
-            "lineage": _lineage, "eval-chain": _eval_chain}
+            "lineage": _lineage, "eval-chain": _eval_chain, "pack-data": _pack_data, "bundle": _bundle,
+            "unbundle": _unbundle}
 
 
 def _without_note(argv: list[str]) -> list[str]:

@@ -61,6 +61,15 @@ def shutdown(env: DistEnv) -> None:
         dist.destroy_process_group()
 
 
+def any_rank(flag: bool, env: DistEnv, device: torch.device) -> bool:
+    """True on every rank when `flag` is true on any (a collective when several processes run)."""
+    if not env.enabled:
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def gather_to_main(obj: Any, env: DistEnv) -> list[Any] | None:
     """Every rank's `obj` on rank 0 (None elsewhere); a collective: all ranks must call it."""
     if not env.enabled:

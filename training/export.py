@@ -91,7 +91,9 @@ def _training_info(run_dir: Path, cfg: TrainConfig | None, weights: GeneratorWei
         "attribution": NIH_ATTRIBUTION,
         "degradation": _describe_degradation(cfg),
         "steps": weights.step if weights.step is not None else last.get("step"),
-        "steps_trained": last.get("step"),
+        # Without last.ckpt (a run brought back by `cxr-train unbundle`), the log's last step.
+        "steps_trained": last.get("step", max((s for series in read_log(run_dir).values() for s, _ in series),
+                                              default=None)),
         "compute": "; ".join(compute) or "unknown (run.json missing)",
         "wall_time": f"{wall / 3600:.2f} h",
         "wall_time_s": round(wall, 1),

@@ -5,6 +5,7 @@
 #   training/finish_generation.sh 16                         # Fidelity generation 16: runs/cpu-fidelity-16, trained by
 #                                                            # cxr-train psnr --config cpu-fidelity-continue --run-dir runs/cpu-fidelity-16
 #   training/finish_generation.sh robust runs/robust-24k     # a new Robust, trained by cxr-train psnr --config cpu-robust ...
+#   RUN_DIR=runs/gpu-fidelity-16 training/finish_generation.sh 16   # generation 16 trained on a lent GPU
 #   DRY_RUN=1 training/finish_generation.sh 16               # print the commands only
 #
 # It waits while a `cxr-train psnr` is still running, then:
@@ -42,7 +43,8 @@ if [[ $ARG == robust ]]; then
   BF16=(robust)
 elif [[ $ARG =~ ^[0-9]+$ ]]; then
   N=$ARG PREV=$((ARG - 1))
-  RUN=runs/cpu-fidelity-$N
+  RUN=${RUN_DIR:-runs/cpu-fidelity-$N}  # RUN_DIR: a generation trained elsewhere (a GPU run brought back by cxr-train unbundle)
+  RUN=${RUN%/}
   MODEL=fidelity TITLE=Fidelity DEFAULT=(--default)
   OUT=${OUT:-/tmp/fidelity-gen$N}
   COMPARE=$B/compare_fidelity_gen${PREV}_to_gen${N}_fp32.txt

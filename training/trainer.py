@@ -465,26 +465,43 @@ class Trainer:
         seed = SEED_COLUMNS if "seed-128to512" in self.cfg.data.val_protocols else ()
         return ["step", *self.loss_keys, "lr", *VAL_COLUMNS, *seed, "elapsed_s"]
 
-    def fit(self, steps: int | None = None, progress: bool = True) -> dict[str, float]:
-        """Train until `steps` total steps (default cfg.steps); resumable at any checkpoint."""
+    def fit(self, steps: int | None = None, progress: bool = True,
+            max_seconds: float | None = None) -> dict[str, float]:
+        """Train until `steps` total steps (default cfg.steps); resumable at any checkpoint.
+
+        With `max_seconds`, stop after the first step that ends that long after the start, as
+        at the target: a validation (which may take the best EMA) and a checkpoint, so that a
+        machine lent for minutes at a time ends each call with `--resume` ready. `stopped_early`
+        says whether it stopped so.
+        """
         target = steps or self.cfg.steps
         last: dict[str, float] = {}
+        self.stopped_early = False
         if self.dist.is_main:
             self.write_run_info()
         with self._open_log() as log:
             start, start_step, losses = time.perf_counter(), self.step, []
             while self.step < target:
                 losses.append(self.train_step())
-                if self.step % self.cfg.log_every == 0 or self.step == target:
+                stop = self.step < target and max_seconds is not None and \
+                    distributed.any_rank(time.perf_counter() - start >= max_seconds, self.dist, self.device)
+                final = stop or self.step == target
+                if self.step % self.cfg.log_every == 0 or final:
                     row = {k: sum(d[k] for d in losses) / len(losses) for k in self.loss_keys}
                     losses = []
                     if self.dist.is_main:
-                        last = self._log_row(row, log, start, start_step, target, progress)
+                        last = self._log_row(row, log, start, start_step, target, progress, final)
                 keep = bool(self.cfg.keep_every) and self.step % self.cfg.keep_every == 0
-                if keep or self.step % self.cfg.ckpt_every == 0 or self.step == target:
+                if keep or self.step % self.cfg.ckpt_every == 0 or final:
                     path = self.save_checkpoint()
                     if keep and path is not None:  # the kept copy is this checkpoint, copied, not saved again
                         self.keep_copy(path)
+                if stop:
+                    self.stopped_early = True
+                    minutes = (time.perf_counter() - start) / 60
+                    self.say(f"stopped at step {self.step} of {target} after {minutes:.1f} min (the time limit); "
+                             f"--resume goes on from {self.run_dir / CHECKPOINT_NAME}")
+                    break
         return last
 
     @contextlib.contextmanager
@@ -501,10 +518,10 @@ class Trainer:
             yield log
 
     def _log_row(self, row: dict[str, float], log: _Log, start: float, start_step: int, target: int,
-                 progress: bool) -> dict[str, float]:
+                 progress: bool, final: bool = False) -> dict[str, float]:
         elapsed = time.perf_counter() - start
         rate = (self.step - start_step) / max(elapsed, 1e-9)
-        validated = self.step % self.cfg.val_every == 0 or self.step == target
+        validated = self.step % self.cfg.val_every == 0 or self.step == target or final
         if validated:
             row.update(self.validate())
             if self.select_best:
