@@ -32,6 +32,9 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [ -z "${DRY_RUN:-}" ]; then
     "$PY" -c 'import torch; print("torch", torch.__version__, "| CUDA:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none, training on the CPU")'
+    # The GAN stage ("Sharp") needs torchvision's VGG19 ImageNet weights, absent here; say whether
+    # this machine holds a copy (it cannot download one).
+    echo "VGG19 weights on this machine: $(find "$HOME/.cache" /opt /root -maxdepth 7 -iname 'vgg19*' 2>/dev/null | head -3 | tr '\n' ' ')"
 fi
 data=(--set "data.train=$DATA/train" --set "data.val=$DATA/val")
 resume=()
