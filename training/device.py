@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from engine.fileio import file_sha256
 from training.checkpoints import BEST_NAME, CHECKPOINT_NAME, load_run_file
 from training.data import DataError, list_images, patient_of
 
@@ -46,14 +47,6 @@ BUNDLE_INFO = "bundle.json"
 WEIGHTS_NAME = "best_ema.fp16.safetensors"
 # The run's small files that travel back (a missing one is skipped); checkpoints do not fit.
 RUN_FILES = ("config.yaml", "run.json", "log.csv", "init_card.json")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tracked_tree_bytes(repo: Path) -> int:
@@ -125,7 +118,7 @@ def pack_data(train: str | Path, val: str | Path, out: str | Path, *, max_mib: f
         folder.mkdir(parents=True, exist_ok=True)
         for path in files:
             shutil.copyfile(path, folder / path.name)
-            manifest["sha256"][f"{rel}/{path.name}"] = sha256_of(folder / path.name)
+            manifest["sha256"][f"{rel}/{path.name}"] = file_sha256(folder / path.name)
         names = [p.name for p in files]
         if rel == "val":
             manifest["val"] = names
@@ -233,10 +226,9 @@ def unbundle_run(src: str | Path, run_dir: str | Path) -> dict[str, Any]:
 def planned_steps(probe_run: str | Path, minutes: float, share: float = 0.85) -> int:
     """Steps that fit `share` of `minutes` at the speed a probe run logged (after its first row,
     which holds the start-up: cuDNN's kernel search, the first batches)."""
-    import csv
+    from training.report import _timeline
 
-    with (Path(probe_run) / "log.csv").open(newline="") as fh:
-        rows = [(int(r["step"]), float(r["elapsed_s"])) for r in csv.DictReader(fh) if r.get("elapsed_s")]
+    rows = _timeline(Path(probe_run))
     if len(rows) < 2 or rows[-1][1] <= rows[0][1]:
         raise DataError(f"{probe_run}/log.csv has too few rows to measure a speed; run the probe longer.")
     rate = (rows[-1][0] - rows[0][0]) / (rows[-1][1] - rows[0][1])

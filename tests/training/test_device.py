@@ -16,6 +16,7 @@ import torch
 import yaml
 from PIL import Image
 
+from engine.fileio import file_sha256
 from training.checkpoints import BEST_NAME, load_run_file
 from training.cli import main
 from training.config import TrainConfig
@@ -26,7 +27,6 @@ from training.device import (
     MANIFEST,
     bundle_run,
     pack_data,
-    sha256_of,
     unbundle_run,
 )
 from training.export import export_run
@@ -79,7 +79,7 @@ def test_pack_fills_each_part_under_the_budget_patients_first_and_val_as_the_tra
     assert len({n[:8] for n in first_six}) == 6
     # Byte-for-byte copies, listed with their sha256.
     for rel, digest in manifest["sha256"].items():
-        assert sha256_of(out / rel) == digest == sha256_of(tmp_path / rel.split("/")[0] / Path(rel).name)
+        assert file_sha256(out / rel) == digest == file_sha256(tmp_path / rel.split("/")[0] / Path(rel).name)
     assert json.loads((out / MANIFEST).read_text()) == manifest
     assert sorted(p.name for p in (out / "train").iterdir()) == ["part-1", "part-2"]
 
