@@ -262,13 +262,16 @@ def write_output(job: Job, values: Any, result: Any, args: argparse.Namespace) -
         provenance = export.Provenance.from_result(result)
         return export.write_derived_dicom(job.image, result.image, job.out_path, provenance,
                                           anonymise=args.anonymise)
+    # PNG and TIFF say in their text what made them, and open with the source's polarity
     value_range = value_range_for(job.image, values)
+    provenance = export.Provenance.from_result(result)
+    inverted = displays_inverted(job.image)
     if job.fmt == "tiff":
         return export.write_tiff16(result.image, job.out_path, value_range=value_range,
-                                   protect=protect)
+                                   inverted=inverted, provenance=provenance, protect=protect)
     bits = 16 if job.fmt == "png16" else 8
     return export.write_png(result.image, job.out_path, bits=bits, value_range=value_range,
-                            protect=protect)
+                            inverted=inverted, provenance=provenance, protect=protect)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

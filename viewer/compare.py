@@ -96,9 +96,13 @@ class CompareView(QWidget):
         return self.primary.show_top
 
     def showing(self, canvas: ImageCanvas) -> str:
-        """What a canvas shows, for its overlay: original, enhanced, split, side or diff."""
+        """What a canvas shows, for its overlay: original, enhanced, split, side or diff.
+
+        Only a layer actually drawn counts: the secondary canvas keeps showing in side-by-side
+        after its enhanced layer is dropped (a cancelled or failed Enhance), and then it shows
+        the original, which must not carry the AI badge."""
         if canvas is self.secondary:
-            return "side"
+            return "side" if canvas.top is not None else "original"
         if self.mode == "diff" and canvas.top is not None:
             return "diff"
         if self.mode == "split" and canvas.split is not None:

@@ -7,6 +7,7 @@ so the picture fills in tile by tile; the UI thread only copies and repaints.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,9 @@ class EnhanceController(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.job: EnhanceJob | None = None
+        # Earlier jobs whose outcome is known but whose thread may not have ended yet: kept
+        # alive (deleting a job destroys its QThread) until their `done` arrives.
+        self._retired: list[EnhanceJob] = []
         self.document: Any = None
         self.region: Box | None = None
         self.scale = 4
@@ -49,8 +53,14 @@ class EnhanceController(QObject):
         self.tiles_received = 0
         self.last_error = ""
         self.started_at = time.perf_counter()
-        if self.job is not None:
-            self.job.deleteLater()  # the previous run's thread has ended (checked above)
+        old = self.job
+        if old is not None:
+            if old.is_running():
+                # Its outcome is known, but its thread is still finishing: deleting the job
+                # now would destroy a running QThread. It goes when its `done` arrives.
+                self._retired.append(old)
+            else:
+                old.deleteLater()
         job = EnhanceJob(request, self)
         job.ready.connect(self._on_ready)
         job.progress.connect(self.progress)
@@ -58,7 +68,7 @@ class EnhanceController(QObject):
         job.finished.connect(self._on_finished)
         job.failed.connect(self._on_failed)
         job.cancelled.connect(self._on_cancelled)
-        job.done.connect(self._on_done)
+        job.done.connect(partial(self._on_done, job))  # each job's done with its own outcome
         self.job = job
         job.start()
         self.started.emit()
@@ -72,14 +82,38 @@ class EnhanceController(QObject):
         return True if self.job is None else self.job.wait(ms)
 
     def detach(self) -> None:
-        """The image changed: stop the run and ignore whatever it still sends."""
+        """The image changed: stop the run and ignore whatever it still sends.
+
+        The document keeps no half-finished layer: once detached, the cancel no longer reaches
+        it (it would be left with part of the tiles, and B would flip to them when the new
+        image fails to load). A complete earlier enhancement (the model was still loading)
+        stays."""
+        document = self.document
+        running = self.is_running()
         self.cancel()
         self.document = None
+        if running and document is not None and document.enhanced is not None \
+                and not document.enhanced.complete:
+            document.drop_enhanced()
 
-    def shutdown(self, ms: int = 30_000) -> bool:
-        """Cancel and wait for the thread (closing the window)."""
+    def shutdown(self, ms: int | None = None) -> bool:
+        """Cancel and wait for every thread (closing the window). True when all have ended.
+
+        ms=None waits as long as it takes: the cancel is checked between tiles, so this is at
+        most the current tile, and a QThread destroyed while it runs aborts the process."""
         self.document = None
-        return True if self.job is None else self.job.stop(ms)
+        for job in self._jobs():
+            job.cancel()
+        deadline = None if ms is None else time.perf_counter() + ms / 1000
+        for job in self._jobs():
+            while not job.wait(1000 if deadline is None else
+                               max(0, int((deadline - time.perf_counter()) * 1000))):
+                if deadline is not None and time.perf_counter() >= deadline:
+                    return False
+        return True
+
+    def _jobs(self) -> list[EnhanceJob]:
+        return [*self._retired, *([self.job] if self.job is not None else [])]
 
     # -- job signals ---------------------------------------------------------------------------
     @Slot(object, int, object)
@@ -129,7 +163,12 @@ class EnhanceController(QObject):
             self.document.drop_enhanced()
         self.cancelled.emit()
 
-    @Slot()
-    def _on_done(self) -> None:
-        outcome = self.job.outcome if self.job is not None else None
-        self.ended.emit(outcome or "cancelled")
+    def _on_done(self, job: EnhanceJob) -> None:
+        if job is not self.job:
+            # A previous run whose thread ended after the next run started: its outcome was
+            # reported already; saying "ended" now would end the new run's progress in the UI.
+            if job in self._retired:
+                self._retired.remove(job)
+            job.deleteLater()  # its thread has ended
+            return
+        self.ended.emit(job.outcome or "cancelled")

@@ -90,7 +90,7 @@ class MainWindow(QMainWindow):
         self.enhance = EnhanceController(self)
         self._loading: Any = None
         self._open_first = True
-        self._difference_pending = False
+        self._difference_for: Any = None  # the EnhancedState a difference is being made for
         self._slow_hint_shown = False  # the "this will take a while" hint, once per Enhance run
 
         self._build_status_bar()
@@ -450,26 +450,35 @@ class MainWindow(QMainWindow):
         self._repaint()
 
     def _compute_difference(self) -> None:
+        """One computation at a time. A request made while an outdated one (an earlier
+        enhancement or image) still runs is not lost: when that one ends, the difference for
+        what Difference mode shows then is started (_difference_wanted)."""
         doc = self.document
-        if doc is None or doc.enhanced is None or self._difference_pending:
+        if doc is None or doc.enhanced is None or self._difference_for is not None:
             return
         state = doc.enhanced
         y0, x0, y1, x1 = state.region
         original = doc.values[y0:y1, x0:x1]
-        self._difference_pending = True
+        self._difference_for = state
         self.statusBar().showMessage("Computing the difference image\N{HORIZONTAL ELLIPSIS}")
 
         def done(diff: Any) -> None:
-            self._difference_pending = False
+            self._difference_for = None
             self.statusBar().clearMessage()
             if self.document is doc and doc.enhanced is state:
                 doc.set_difference(diff)
                 self.compare.refresh_layers()
                 self.differenceReady.emit()
+            else:
+                self._difference_wanted()
 
         def failed(exc: BaseException) -> None:
-            self._difference_pending = False
-            self.message.show_message(f"The difference image could not be made: {exc}")
+            self._difference_for = None
+            self.statusBar().clearMessage()
+            if self.document is doc and doc.enhanced is state:
+                self.message.show_message(f"The difference image could not be made: {exc}")
+            else:
+                self._difference_wanted()
 
         def compute() -> Any:
             from engine.evaluation import difference_from_bicubic  # scikit-image: load on first use
@@ -477,6 +486,13 @@ class MainWindow(QMainWindow):
             return difference_from_bicubic(original, state.values, state.scale)
 
         run_in_background(compute, done, failed)
+
+    def _difference_wanted(self) -> None:
+        """Start the difference Difference mode waits for, if it does (an outdated one ended)."""
+        doc = self.document
+        if self.compare.mode == "diff" and doc is not None and doc.has_enhanced \
+                and doc.difference_layer is None:
+            self._compute_difference()
 
     # ================================================================== enhance
     def enhance_region(self, scope: str) -> tuple[int, int, int, int] | None:
@@ -664,7 +680,14 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        self.enhance.shutdown()
+        # Enhance's thread must have ended before the window (which owns it) can go: a QThread
+        # destroyed while running aborts the process, and keeping a reference only moves that
+        # to interpreter exit. Cancel is checked between tiles, so the wait is at most the tile
+        # in progress, which with a large tile on a CPU can be minutes; no time limit is safe
+        # to pick, so wait it out, with the window already hidden so closing looks immediate.
+        if not self.enhance.shutdown(500):  # cancels every run
+            self.hide()
+            self.enhance.shutdown()  # no time limit
         self.browser.stop()
         wait_for_background(10_000)
         self.store.setValue("window/geometry", self.saveGeometry())

@@ -39,6 +39,11 @@ def frame_to_qimage(frame: np.ndarray) -> QImage:
     return qimage
 
 
+def qimage_to_frame(qimage: QImage) -> np.ndarray:
+    """A Grayscale8 QImage's pixels as a new (rows, columns) uint8 array."""
+    return qimage2ndarray.raw_view(qimage).copy()
+
+
 def frame_to_rgb32(frame: np.ndarray, alpha: np.ndarray | None = None) -> QImage:
     """An 8-bit grey frame in the raster engine's native 32-bit format, optionally with a 0/255
     alpha mask. Qt converts Grayscale8 on every draw (a few ms per chunk); this converts once."""

@@ -74,12 +74,21 @@ def error_message(exc: BaseException) -> str:
     if name in ("EnhanceError", "WeightsError", "NoModelInstalled", "ModelNotFound", "CardError",
                 "DeviceError", "ReadError", "ExportError"):
         return text  # the engine already words these for people
-    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
-        return ("Enhance ran out of memory; choose a smaller tile size or the visible region "
-                "in Settings and try again.")
+    if _out_of_memory(exc):
+        # Smaller tiles are tried by the engine itself; what is left to the reader:
+        return ("Enhance ran out of memory; choose the visible region or the Fast model in "
+                "Settings, or close other programs, and try again.")
     if isinstance(exc, FileNotFoundError):
         return f"A file is missing ({exc.filename}); choose another model in Settings."
     return f"Enhance failed ({name}: {text.splitlines()[0][:160]}); see Settings or try again."
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    try:
+        from engine.sr.device import is_out_of_memory
+    except Exception:  # noqa: BLE001 - torch broken: judge by the words alone
+        return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+    return is_out_of_memory(exc)
 
 
 WORKER_NICE = 5

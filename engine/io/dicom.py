@@ -156,13 +156,13 @@ def _image(source: Source, ds: Dataset, frame: int, frames: int, rows: int, colu
            pixels: _PixelSource, signed: bool, little: bool) -> Image:
     transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2")
-    function = str(_frame_attr(ds, frame, "FrameVOILUTSequence", "VOILUTFunction") or "LINEAR")
+    function = str(frame_attr(ds, frame, "FrameVOILUTSequence", "VOILUTFunction") or "LINEAR")
     function = function.strip().upper() if function.strip().upper() in FUNCTIONS else "LINEAR"
     spacing, spacing_source = _pixel_spacing(ds, frame)
     modality_lut = _modality_lut(ds, signed, little)
-    slope = _number(_frame_attr(ds, frame, "PixelValueTransformationSequence", "RescaleSlope"), 1.0)
+    slope = _number(frame_attr(ds, frame, "PixelValueTransformationSequence", "RescaleSlope"), 1.0)
     intercept = _number(
-        _frame_attr(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0)
+        frame_attr(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0)
 
     def load() -> np.ndarray:
         return pixels.modality_values(frame, lut=modality_lut, slope=slope, intercept=intercept)
@@ -188,9 +188,9 @@ def file_windows(ds: Dataset, frame: int = 0, function: str = "LINEAR") -> list[
 
     Pairs with a width the function cannot use (LINEAR needs >= 1, others > 0) are dropped.
     """
-    centers = _numbers(_frame_attr(ds, frame, "FrameVOILUTSequence", "WindowCenter"))
-    widths = _numbers(_frame_attr(ds, frame, "FrameVOILUTSequence", "WindowWidth"))
-    raw_explanations = _frame_attr(ds, frame, "FrameVOILUTSequence",
+    centers = _numbers(frame_attr(ds, frame, "FrameVOILUTSequence", "WindowCenter"))
+    widths = _numbers(frame_attr(ds, frame, "FrameVOILUTSequence", "WindowWidth"))
+    raw_explanations = frame_attr(ds, frame, "FrameVOILUTSequence",
                                    "WindowCenterWidthExplanation")
     explanations = [str(e) for e in _as_list(raw_explanations)]
     windows = []
@@ -331,7 +331,7 @@ def to_gray(arr: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32) @ weights
 
 
-def _frame_attr(ds: Dataset, frame: int, sequence: str, keyword: str) -> object:
+def frame_attr(ds: Dataset, frame: int, sequence: str, keyword: str) -> object:
     """An attribute from the Per-frame, then Shared Functional Groups (PS3.3 C.7.6.16), else
     from the top level of the dataset."""
     for groups, index in (("PerFrameFunctionalGroupsSequence", frame),
@@ -353,7 +353,7 @@ def _pixel_spacing(ds: Dataset, frame: int) -> tuple[tuple[float, float] | None,
     """Pixel Spacing (PS3.3 10.7.1.3), else Imager Pixel Spacing; zero or negative ignored."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         sequence = "PixelMeasuresSequence" if keyword == "PixelSpacing" else ""
-        value = _frame_attr(ds, frame, sequence, keyword) if sequence else _safe_get(ds, keyword)
+        value = frame_attr(ds, frame, sequence, keyword) if sequence else _safe_get(ds, keyword)
         numbers = _numbers(value)
         if len(numbers) >= 2 and all(np.isfinite(n) and n > 0 for n in numbers[:2]):
             return (numbers[0], numbers[1]), keyword

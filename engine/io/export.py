@@ -30,6 +30,7 @@ from pydicom.valuerep import DS
 import engine
 from engine.display.render import shows_inverted
 from engine.fileio import atomic_write as _atomic_write
+from engine.io.dicom import frame_attr
 from engine.io.model import Image
 
 MANUFACTURER = "CXR Enhance"
@@ -50,6 +51,11 @@ _IMAGE_CONTEXT = ("BodyPartExamined", "Laterality", "ImageLaterality", "PatientO
                   "ViewPosition", "BurnedInAnnotation", "PixelSpacingCalibrationType",
                   "PixelSpacingCalibrationDescription")
 # Removed or blanked by anonymise (PS3.15 E.1.1 identifiers of the patient and the request).
+# Type 2 attributes of the Secondary Capture IOD (PS3.3 A.8.1): present even when empty. Patient
+# (C.7.1.1), General Study (C.7.2.1), and General Image's Patient Orientation (type 2C, required
+# because SC has no Image Plane module).
+_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+          "ReferringPhysicianName", "StudyID", "AccessionNumber", "PatientOrientation")
 _BLANKED = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
             "ReferringPhysicianName", "StudyID")
 _REMOVED = ("IssuerOfPatientID", "PatientBirthTime", "OtherPatientIDs", "OtherPatientIDsSequence",
@@ -138,13 +144,16 @@ def derived_dataset(source: Image, values: np.ndarray, provenance: Provenance, *
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: holds any copied name and the en dash
     _copy(src, ds, _PATIENT_STUDY + _IMAGE_CONTEXT)
+    for keyword in _TYPE2:  # what the source left out or empty is written empty, not dropped
+        if keyword not in ds:
+            setattr(ds, keyword, "")
     _sop_common(ds, now)
     _series(ds, source, provenance, now)
     _general_image(ds, source, provenance, now)
     _equipment(ds, src, provenance, now, anonymise)
     _pixel_module(ds, source, values)
     _voi(ds, source)
-    _spacing(ds, src, provenance.scale)
+    _spacing(ds, src, provenance.scale, source.frame)
     _lossy(ds, source)
     if anonymise:
         anonymise_dataset(ds)
@@ -320,15 +329,18 @@ def _voi(ds: Dataset, source: Image) -> None:
         ds.VOILUTSequence = deepcopy(src.VOILUTSequence)
 
 
-def _spacing(ds: Dataset, src: Dataset, scale: int) -> None:
+def _spacing(ds: Dataset, src: Dataset, scale: int, frame: int = 0) -> None:
     """Pixel Spacing, Imager Pixel Spacing, Nominal Scanned Pixel Spacing divided by the scale
-    (PS3.3 10.7.1.3): each enhanced pixel covers 1/scale of a source pixel per axis."""
+    (PS3.3 10.7.1.3): each enhanced pixel covers 1/scale of a source pixel per axis. An enhanced
+    multi-frame source's Pixel Measures are read for the frame shown, per frame then shared, as
+    the viewer reads them."""
     spacings = {"PixelSpacing": None, "ImagerPixelSpacing": None,
                 "NominalScannedPixelSpacing": None}
     for keyword in spacings:
         spacings[keyword] = _positive_pair(src.get(keyword))
     if spacings["PixelSpacing"] is None:  # enhanced multi-frame: Pixel Measures macro
-        spacings["PixelSpacing"] = _positive_pair(_shared_pixel_spacing(src))
+        spacings["PixelSpacing"] = _positive_pair(
+            frame_attr(src, frame, "PixelMeasuresSequence", "PixelSpacing"))
     for keyword, pair in spacings.items():
         if pair is not None:
             setattr(ds, keyword, [DS(v / scale, auto_format=True) for v in pair])
@@ -386,13 +398,6 @@ def _encode_pixels(ds: Dataset, stored: np.ndarray, syntax: str) -> None:
                           ) from exc
 
 
-def _shared_pixel_spacing(src: Dataset) -> object:
-    try:
-        return src.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
-    except (AttributeError, IndexError, KeyError):
-        return None
-
-
 def _positive_pair(value: object) -> tuple[float, float] | None:
     try:
         pair = (float(value[0]), float(value[1]))  # type: ignore[index]
@@ -419,16 +424,25 @@ def _int(value: object) -> int | None:
 # -- PNG and TIFF ---------------------------------------------------------------------------
 
 
+AI_WARNING = ("AI-ENHANCED x{scale} - not for diagnosis: made by a neural network from the source "
+              "image, not an acquisition; it can smooth away or invent detail.")
+
+
 def write_png(frame_or_values: np.ndarray, out_path: str | PathLike[str], *, bits: int = 8,
-              value_range: tuple[float, float] | None = None,
+              value_range: tuple[float, float] | None = None, inverted: bool = False,
+              provenance: Provenance | None = None,
               protect: Iterable[str | PathLike[str]] = ()) -> Path:
     """Write a grayscale PNG.
 
     bits=8: a uint8 frame (as displayed, e.g. from `engine.display.render`) is written as is;
     other arrays are mapped linearly from `value_range` (default min..max) to 0..255.
     bits=16: values mapped linearly from `value_range` (default min..max) to 0..65535 (full
-    range); the mapping is recorded in a "value_range" text chunk. `protect`: paths (sources)
-    that must not be overwritten.
+    range). Either mapping is recorded in a "value_range" text chunk "V0,V1": a pixel p stands
+    for V0 + p / top * (V1 - V0). `inverted` (a MONOCHROME1 or INVERSE source, whose high values
+    display dark) maps the range the other way round, V0 > V1, so that the PNG, which has no
+    polarity flag, opens with the polarity the source displays with. `provenance` (an enhanced
+    image: always, from this project's callers) writes the "Description", "Source" and
+    "Warning" text chunks that say so. `protect`: paths (sources) that must not be overwritten.
     """
     from PIL import Image as PILImage
     from PIL.PngImagePlugin import PngInfo
@@ -439,11 +453,16 @@ def write_png(frame_or_values: np.ndarray, out_path: str | PathLike[str], *, bit
     if bits == 8 and arr.dtype == np.uint8:
         pixels, low, high = arr, 0.0, 255.0
     else:
-        pixels, low, high = _to_unsigned(arr, bits, value_range)
+        pixels, low, high = _to_unsigned(arr, bits, value_range, inverted=inverted)
     _check_image(pixels)
     info = PngInfo()
     info.add_text("value_range", f"{low!r},{high!r}")
     info.add_text("Software", f"{MANUFACTURER} {engine.__version__}")
+    if provenance is not None:
+        info.add_text("Description", provenance.description())
+        info.add_text("Source", f"{MANUFACTURER} {provenance.software_version}, model "
+                                f"{provenance.model_name}")
+        info.add_text("Warning", AI_WARNING.format(scale=provenance.scale))
     image = PILImage.fromarray(pixels)
 
     def save(handle: BinaryIO) -> None:
@@ -453,24 +472,32 @@ def write_png(frame_or_values: np.ndarray, out_path: str | PathLike[str], *, bit
 
 
 def write_tiff16(values: np.ndarray, out_path: str | PathLike[str],
-                 value_range: tuple[float, float] | None = None, *,
+                 value_range: tuple[float, float] | None = None, *, inverted: bool = False,
+                 provenance: Provenance | None = None,
                  protect: Iterable[str | PathLike[str]] = ()) -> Path:
     """Write a 16-bit grayscale TIFF: values mapped linearly from `value_range` (default
-    min..max) to 0..65535; the mapping is recorded in the image description."""
+    min..max) to 0..65535; the mapping is recorded in the image description. `inverted` (a
+    MONOCHROME1 or INVERSE source) is written as Photometric "min-is-white", TIFF's own word for
+    it; `provenance` adds the Derivation Description and the AI warning to the description."""
     import tifffile
 
     pixels, low, high = _to_unsigned(np.asarray(values), 16, value_range)
     _check_image(pixels)
     description = f"value_range={low!r},{high!r}; {MANUFACTURER} {engine.__version__}"
+    if provenance is not None:
+        description += (f"; {AI_WARNING.format(scale=provenance.scale)} "
+                        f"{provenance.description()}")
 
     def save(handle: BinaryIO) -> None:
-        tifffile.imwrite(handle, pixels, photometric="minisblack", description=description)
+        tifffile.imwrite(handle, pixels, photometric="miniswhite" if inverted else "minisblack",
+                         description=description, software=f"{MANUFACTURER} {engine.__version__}")
 
     return atomic_write(_checked_target(out_path, protect), save, protect=protect)
 
 
-def _to_unsigned(values: np.ndarray, bits: int, value_range: tuple[float, float] | None
-                 ) -> tuple[np.ndarray, float, float]:
+def _to_unsigned(values: np.ndarray, bits: int, value_range: tuple[float, float] | None, *,
+                 inverted: bool = False) -> tuple[np.ndarray, float, float]:
+    """Map to 0..top; returns the pixels and (V0, V1), the values that 0 and top stand for."""
     if values.ndim != 2 or values.size == 0:
         raise ExportError("The image to export must be a non-empty 2-D array.")
     if value_range is None:
@@ -483,6 +510,8 @@ def _to_unsigned(values: np.ndarray, bits: int, value_range: tuple[float, float]
     scale = top / (high - low) if high > low else 0.0
     mapped = (np.nan_to_num(values.astype(np.float64), nan=low) - low) * scale
     pixels = np.clip(np.rint(mapped), 0, top).astype(np.uint8 if bits == 8 else np.uint16)
+    if inverted:
+        return top - pixels, high, low
     return pixels, low, high
 
 

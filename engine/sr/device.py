@@ -162,11 +162,20 @@ def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+# How the backends word it: CUDA, MPS and cuDNN "out of memory"; torch's CPU allocator
+# "DefaultCPUAllocator: can't allocate memory: ... (Cannot allocate memory)" on Linux and
+# "... not enough memory: ..." on Windows.
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory",
+                  "not enough memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, or the RuntimeError other backends (MPS, cuDNN) raise for it."""
-    if isinstance(exc, torch.OutOfMemoryError):
+    """CUDA's OutOfMemoryError, Python's MemoryError, or the RuntimeError other backends (the
+    CPU allocator, MPS, cuDNN) raise for it."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(words in text for words in _OUT_OF_MEMORY)
 
 
 def release_memory(device: torch.device) -> None:

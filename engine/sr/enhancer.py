@@ -347,9 +347,14 @@ class _Run:
                 # a fresh plan keeps the blending bookkeeping simple and exact.
                 release_memory(self.device)
                 if self.tile // 2 < MIN_TILE_AFTER_OOM:
+                    # The tile is already below what Settings offers: advise what still helps.
+                    advice = ("enhance the visible region only, pick the Fast model, or close "
+                              "other programs" if self.device.type == "cpu" else
+                              "use the CPU, enhance the visible region only, or pick the Fast "
+                              "model")
                     raise EnhanceError(
                         f"The {self.device.type.upper()} ran out of memory even with "
-                        f"{self.tile}-pixel tiles; lower the tile size or use the CPU."
+                        f"{self.tile}-pixel tiles; {advice}."
                     ) from None
                 self.tile //= 2
                 self.backoffs += 1

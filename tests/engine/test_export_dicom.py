@@ -224,6 +224,44 @@ def test_multiframe_source_references_its_frame(tmp_path):
     assert ds.SourceImageSequence[0].ReferencedFrameNumber == 2
 
 
+@pytest.mark.parametrize("anonymise", [False, True])
+def test_type2_attributes_are_written_empty_when_the_source_has_none(tmp_path, anonymise):
+    # Real files often leave these out or empty; a Secondary Capture must still carry them (PS3.3
+    # A.8.1: Patient and General Study type 2, Patient Orientation type 2C)
+    path = make_source(tmp_path / "sparse.dcm", PatientName="", StudyTime="")
+    ds = pydicom.dcmread(path)
+    del ds.StudyDate, ds.AccessionNumber
+    ds.save_as(path, enforce_file_format=True)
+    image = load(path).images[0]
+    out = pydicom.dcmread(write_derived_dicom(image, enhance(image.modality_values()),
+                                              tmp_path / "o.dcm", PROVENANCE, anonymise=anonymise))
+    for keyword in ("PatientName", "PatientSex", "StudyDate", "StudyTime", "ReferringPhysicianName",
+                    "StudyID", "AccessionNumber", "PatientOrientation"):
+        assert keyword in out, keyword
+        assert out[keyword].value in ("", None), keyword
+    assert out.PatientID == ("" if anonymise else "PID-42")
+
+
+def test_per_frame_pixel_measures_are_scaled_for_the_frame_shown(tmp_path):
+    pixels = np.stack([np.full((4, 4), v, np.uint16) for v in (1, 2)])
+    path = make_source(tmp_path / "pf.dcm", pixels=pixels, NumberOfFrames=2)
+    ds = pydicom.dcmread(path)
+    del ds.PixelSpacing
+    frames = []
+    for spacing in ([0.2, 0.2], [0.4, 0.32]):
+        measures, group = Dataset(), Dataset()
+        measures.PixelSpacing = spacing
+        group.PixelMeasuresSequence = [measures]
+        frames.append(group)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.save_as(path, enforce_file_format=True)
+    second = load(path).images[1]
+    assert second.pixel_spacing == pytest.approx((0.4, 0.32))  # what the viewer measures with
+    out = pydicom.dcmread(write_derived_dicom(second, enhance(second.modality_values()),
+                                              tmp_path / "o.dcm", PROVENANCE))
+    assert [float(v) for v in out.PixelSpacing] == pytest.approx([0.1, 0.08])
+
+
 def test_monochrome2_inverse_is_written_as_monochrome1(tmp_path):
     path = make_source(tmp_path / "m2.dcm", photometric="MONOCHROME2")
     ds = pydicom.dcmread(path)

@@ -126,6 +126,11 @@ def test_cpuinfo_flags_parsing(tmp_path):
 def test_out_of_memory_recognised():
     assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate"))
     assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
+    assert is_out_of_memory(MemoryError())
+    # torch's CPU allocator words it differently (copied from torch 2.13 on Linux)
+    assert is_out_of_memory(RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+        "memory: you tried to allocate 4398046511104 bytes. Error code 12 (Cannot allocate memory)"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     assert not is_out_of_memory(ValueError("out of memory"))
 

@@ -70,6 +70,11 @@ class Wrapper(nn.Module):
             if self.oom_above is not None and max(x.shape[-2:]) > self.oom_above:
                 if self.oom_kind == "cuda":
                     raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+                if self.oom_kind == "cpu":
+                    raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. "
+                                       "DefaultCPUAllocator: can't allocate memory: you tried to "
+                                       "allocate 8589934592 bytes. Error code 12 (Cannot allocate "
+                                       "memory)")
                 raise RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)")
             out = self.inner(x)
             reduced = torch.is_autocast_enabled("cpu") or x.dtype != torch.float32
@@ -242,7 +247,7 @@ def test_cancel_between_tiles(use_event):
 # ------------------------------------------------------------------ recovery
 
 
-@pytest.mark.parametrize("kind", ["cuda", "runtime"])
+@pytest.mark.parametrize("kind", ["cuda", "runtime", "cpu"])
 def test_out_of_memory_halves_the_tile_and_goes_on(kind):
     model = tiny_compact()
     wrapped = Wrapper(model, oom_above=50, oom_kind=kind)
@@ -253,9 +258,12 @@ def test_out_of_memory_halves_the_tile_and_goes_on(kind):
 
 
 def test_out_of_memory_down_to_the_minimum_gives_advice():
-    wrapped = Wrapper(tiny_compact(), oom_above=10)
-    with pytest.raises(EnhanceError, match="lower the tile size or use the CPU"):
+    # The tile is then below Settings' minimum (64): the advice is what the reader can still do
+    wrapped = Wrapper(tiny_compact(), oom_above=10, oom_kind="cpu")
+    with pytest.raises(EnhanceError, match="CPU ran out of memory even with 32-pixel tiles; "
+                       "enhance the visible region only, pick the Fast model") as error:
         fp32(wrapped, tile=64, overlap=4).enhance(RNG.random((70, 70), dtype=np.float32))
+    assert "tile size" not in str(error.value)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

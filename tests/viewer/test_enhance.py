@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -197,8 +198,10 @@ def test_export_writes_a_file_that_reads_back(enhanced: Any, tmp_path: Path, kin
         with PILImage.open(written) as im:
             arr = np.asarray(im)
         assert arr.shape == (1024, 1024)
-        if kind == "png8":
-            np.testing.assert_array_equal(arr, enhanced.document.render(values))
+        if kind == "png8":  # as shown, with the AI mark burned into the top-right corner
+            shown = enhanced.document.render(values)
+            np.testing.assert_array_equal(arr[120:], shown[120:])
+            assert (arr[:120] != shown[:120]).any()
         else:
             lo, hi = enhanced.enhance.last_result.value_range
             back = lo + arr.astype(np.float64) / 65535 * (hi - lo)
@@ -251,3 +254,139 @@ def test_a_long_enhance_suggests_the_quicker_ways_once(qtbot: Any, make_window: 
     window._on_enhance_progress(3, 40, 15.0, 590.0)
     assert window.message.isHidden()  # once per run
     window._on_enhance_ended("finished")
+
+
+# -- review fixes: stale signals, closing, failed loads --------------------------------------
+def test_side_by_side_after_a_cancelled_enhance_shows_no_ai_badge(
+        qtbot: Any, make_window: Any, lowres_folder: Path, one_torch_thread: None) -> None:
+    net = _SlowNet(0.03)
+    window = make_window(net)
+    open_and_wait(qtbot, window, lowres_folder)
+    enhance_and_wait(qtbot, window)
+    window.set_compare("side")
+    secondary = window.compare.secondary
+    assert window.overlay_info(secondary).showing == "side"
+    assert window._overlay(secondary)[1] is not None  # the AI badge on the enhanced side
+    assert window.start_enhance()  # Enhance again in side-by-side, then Cancel
+    qtbot.waitUntil(lambda: window.enhance.tiles_received >= 1, timeout=30_000)
+    window.cancel_enhance()
+    qtbot.waitUntil(lambda: window.progress.isHidden(), timeout=10_000)
+    assert window.compare.mode == "side" and secondary.top is None  # the original, twice
+    info = window.overlay_info(secondary)
+    assert info.showing == "original" and not info.ai_enhanced
+    assert window._overlay(secondary)[1] is None
+
+
+def test_a_previous_runs_late_thread_end_does_not_end_the_next_run(
+        qtbot: Any, make_window: Any, lowres_folder: Path, one_torch_thread: None) -> None:
+    """Enhance pressed between a run's outcome and its thread's end: the old job's `done`
+    must neither end the new run in the UI nor be deleted while its thread still runs."""
+    import shiboken6
+
+    net = _SlowNet(0.03)
+    window = make_window(net)
+    open_and_wait(qtbot, window, lowres_folder)
+    gate = threading.Event()
+    assert window.start_enhance()
+    old = window.enhance.job
+    old_thread = old._thread
+    # Runs on the worker thread right after it reports finished: holds that thread open.
+    old._worker.finished.connect(lambda _result: gate.wait(20))
+    deleted_while_running: list[bool] = []
+    old.destroyed.connect(lambda *_: deleted_while_running.append(old_thread.isRunning()))
+    restarted: list[bool] = []
+    window.enhance.finished.connect(
+        lambda _r: restarted or restarted.append(window.start_enhance()))
+    ends: list[tuple[str, bool]] = []
+    window.enhance.ended.connect(lambda o: ends.append((o, window.enhance.is_running())))
+    try:
+        qtbot.waitUntil(lambda: restarted == [True] and window.enhance.tiles_received >= 1,
+                        timeout=30_000)
+        assert old_thread.isRunning()
+        assert deleted_while_running == []  # not deleted under its running thread
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: bool(ends), timeout=30_000)
+    assert ends == [("finished", False)]  # only the new run's own end
+    qtbot.waitUntil(lambda: not shiboken6.isValid(old), timeout=10_000)
+    assert deleted_while_running == [False]
+    assert window.enhance._retired == []
+    assert window.document.has_enhanced
+
+
+def test_difference_asked_for_while_an_outdated_one_runs_is_computed(
+        qtbot: Any, enhanced: Any, monkeypatch: Any) -> None:
+    import engine.evaluation as evaluation
+
+    real = evaluation.difference_from_bicubic
+    gate = threading.Event()
+    calls: list[Any] = []
+
+    def slow_first(original: Any, values: Any, scale: int) -> Any:
+        calls.append(values)
+        if len(calls) == 1:
+            gate.wait(20)
+        return real(original, values, scale)
+
+    monkeypatch.setattr(evaluation, "difference_from_bicubic", slow_first)
+    try:
+        enhanced.set_compare("diff")
+        qtbot.waitUntil(lambda: len(calls) == 1, timeout=10_000)
+        enhance_and_wait(qtbot, enhanced)  # Enhance again: the running difference is outdated
+        assert enhanced.compare.mode == "ab"
+        enhanced.set_compare("diff")
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: enhanced.document.difference_layer is not None, timeout=20_000)
+    assert len(calls) == 2 and calls[1] is enhanced.document.enhanced.values
+    assert enhanced.overlay_info(enhanced.compare.primary).showing == "diff"
+
+
+def test_close_waits_out_a_tile_longer_than_any_time_limit(
+        qtbot: Any, make_window: Any, lowres_folder: Path, one_torch_thread: None,
+        monkeypatch: Any) -> None:
+    from viewer.worker import EnhanceJob
+
+    net = _SlowNet(0.6)
+    window = make_window(net)
+    open_and_wait(qtbot, window, lowres_folder)
+    window.start_enhance()
+    qtbot.waitUntil(lambda: net.forwards >= 1, timeout=30_000)
+    job = window.enhance.job
+    # Every wait gives up after 50 ms: what any fixed limit does for a tile slower than it.
+    real_wait = EnhanceJob.wait
+    monkeypatch.setattr(EnhanceJob, "wait",
+                        lambda self, ms=30_000: real_wait(self, min(ms, 50)))
+    window.close()
+    assert not job.is_running()  # no QThread left running under a closed window
+
+
+def test_a_failed_load_drops_the_cancelled_half_enhanced_layer(
+        qtbot: Any, make_window: Any, lowres_folder: Path, one_torch_thread: None,
+        monkeypatch: Any) -> None:
+    from viewer import decoding
+    from viewer.context import ImageContext
+
+    net = _SlowNet(0.05)
+    window = make_window(net)
+    doc = open_and_wait(qtbot, window, lowres_folder)
+    assert window.start_enhance()
+    qtbot.waitUntil(lambda: window.enhance.tiles_received >= 1, timeout=30_000)
+    assert doc.enhanced_layer is not None and not doc.has_enhanced
+    broken = object()
+    real = decoding.modality_values
+
+    def modality_values(image: Any, **kw: Any) -> Any:
+        if image is broken:
+            raise ValueError("the pixel data is cut short")
+        return real(image, **kw)
+
+    monkeypatch.setattr(decoding, "modality_values", modality_values)
+    with qtbot.waitSignal(window.loadFailed, timeout=20_000):
+        window.show_image(broken, ImageContext())  # the user clicks an image that fails
+    qtbot.waitUntil(lambda: window.progress.isHidden(), timeout=10_000)
+    assert window.document is doc  # still shown
+    assert doc.enhanced is None and doc.enhanced_layer is None  # no half-finished layer left
+    window.toggle_ab()  # B: nothing to flip to
+    assert not window.compare.primary.show_top
+    assert "Nothing to compare" in window.statusBar().currentMessage()
