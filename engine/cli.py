@@ -382,8 +382,8 @@ def model_summary(info: Any, default_name: str | None) -> dict[str, Any]:
         net = build_model(card.architecture, card.params)
         summary["param_count"] = int(sum(p.numel() for p in net.parameters()))
         summary["macs_per_input_pixel"] = float(macs_per_input_pixel(net))
-    except ValueError as exc:
-        summary["problem"] = _sentence(str(exc))
+    except (ValueError, RuntimeError, MemoryError) as exc:  # a card that builds no network
+        summary["problem"] = _sentence(str(exc) or type(exc).__name__)
     return summary
 
 
@@ -421,6 +421,8 @@ def format_model(s: dict[str, Any]) -> str:
              f"  parameters    {params / 1e6:.3f} M" if params else "  parameters    ?",
              f"  MACs/pixel    {macs / 1e3:.1f} k per input pixel" if macs else "  MACs/pixel    ?",
              f"  weights       {s.get('weights_path')} (sha256 {str(s.get('sha256') or '?')[:16]})"]
+    if s.get("problem"):
+        lines.append(f"  problem       {s['problem']}")
     lines += [f"  {line}" for line in format_metrics(s.get("metrics") or {})]
     if s.get("intended_use"):
         lines.append(f"  intended use  {s['intended_use']}")

@@ -9,6 +9,7 @@ the transfer syntax pydicom detected while reading them.
 
 from __future__ import annotations
 
+import struct
 import threading
 
 import numpy as np
@@ -25,6 +26,7 @@ from pydicom.uid import (
     JPEGExtended12Bit,
     JPEGLSNearLossless,
 )
+from pydicom.valuerep import VR
 
 from engine.display.lut import Lut, LutError, lut_from_item
 from engine.display.modality import modality_values
@@ -62,13 +64,19 @@ def read_header(source: Source) -> Dataset:
     """The dataset up to (not including) the pixel data; ReadError if it is not DICOM.
 
     Tries the DICOM File Format first (PS3.10: preamble, "DICM", File Meta), then a bare dataset
-    (ACR-NEMA style) accepted only if it starts like one (group 0008, or a group length).
+    (ACR-NEMA style) accepted only if it starts like one (group 0008, or a group length). The
+    first element is checked before the forced parse: pydicom reads a file of zeros as one empty
+    element per 8 bytes, minutes for a large file.
     """
     try:
         with source.streamed() as handle:
             try:
                 ds = dcmread(handle, stop_before_pixels=True)
             except InvalidDicomError:
+                handle.seek(0)
+                start = handle.read(132)
+                if start[128:132] != b"DICM" and not _starts_like_dataset(start):
+                    raise ReadError(f"{source.name} is not a DICOM file.") from None
                 handle.seek(0)
                 ds = dcmread(handle, stop_before_pixels=True, force=True)
                 _check_bare_dataset(ds, source)
@@ -81,6 +89,30 @@ def read_header(source: Source) -> Dataset:
         raise ReadError(f"{source.name} is not a readable DICOM file ({short_reason(exc)}).") from exc
     ensure_transfer_syntax(ds)
     return ds
+
+
+_DATASET_GROUPS = (0x0000, 0x0002, 0x0008)  # what _check_bare_dataset accepts first
+_VRS = {vr.value.encode("ascii") for vr in VR if len(vr.value) == 2}
+
+
+def _starts_like_dataset(head: bytes) -> bool:
+    """Whether the first element of a file without preamble could begin a dataset that
+    `_check_bare_dataset` accepts: group 0000, 0002 or 0008 (little endian, or big endian with
+    explicit VR, as pydicom guesses), and a group length (element 0000) of UL, 4 bytes long."""
+    if len(head) < 8:
+        return False
+    vr = head[4:6]
+    explicit = vr in _VRS
+    for order in ("<", ">") if explicit else ("<",):
+        group, element = struct.unpack(f"{order}HH", head[:4])
+        if group not in _DATASET_GROUPS:
+            continue
+        if element != 0:
+            return True
+        if explicit:
+            return vr == b"UL" and struct.unpack(f"{order}H", head[6:8])[0] == 4
+        return struct.unpack("<I", head[4:8])[0] == 4
+    return False
 
 
 def _check_bare_dataset(ds: Dataset, source: Source) -> None:

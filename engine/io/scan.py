@@ -3,6 +3,8 @@ into Study > Series > Image (PS3.3 C.7 Patient / Study / Series / Image modules)
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable, Iterator
 from os import PathLike
 from pathlib import Path
@@ -12,10 +14,14 @@ from pydicom.dataset import Dataset
 from engine.io.dicom import images_from_header, read_header, skip_reason
 from engine.io.errors import ReadError, is_interrupt, short_reason
 from engine.io.model import Collection, Image, Problem, ScanEvent, Series, Study
-from engine.io.raster import RASTER_SUFFIXES, image_from_raster, looks_like_raster
-from engine.io.sources import Source, folder_sources, is_zip, zip_sources
+from engine.io.raster import RASTER_SUFFIXES, images_from_raster, looks_like_raster
+from engine.io.sources import Source, folder_sources, is_zip, not_regular, zip_sources
 
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+_FIRST_OFFSET = "OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity"
+_NEXT_OFFSET = "OffsetOfTheNextDirectoryRecord"
+_LOWER_OFFSET = "OffsetOfReferencedLowerLevelDirectoryEntity"
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def scan(path: str | PathLike[str]) -> Iterator[ScanEvent]:
@@ -47,11 +53,13 @@ def load(path: str | PathLike[str],
 
 def _events(root: Path) -> Iterator[ScanEvent]:
     try:
-        sources = _sources(root)
+        sources, problems = _sources(root)
     except ReadError as exc:
         yield ScanEvent("problem", problem=Problem(root, str(exc)), done=1, total=1)
         return
     total = len(sources)
+    for problem in problems:  # folders not listed, links not followed, files a DICOMDIR lacks
+        yield ScanEvent("problem", problem=problem, done=0, total=total)
     seen: set[tuple[str, int]] = set()
     for done, source in enumerate(sources, start=1):
         for image, problem in _read_expanding(source, seen):
@@ -62,14 +70,16 @@ def _events(root: Path) -> Iterator[ScanEvent]:
         yield ScanEvent("progress", done=done, total=total)
 
 
-def _sources(root: Path) -> list[Source]:
+def _sources(root: Path) -> tuple[list[Source], list[Problem]]:
     if root.is_dir():
         return folder_sources(root)
+    if not root.is_file():  # a pipe or a device: read_source says so, without opening it
+        return [Source(root, root)], []
     if is_zip(root):
         return zip_sources(root)
     if root.name.upper() == "DICOMDIR" or _is_dicomdir(root):
         return dicomdir_sources(root)
-    return [Source(root, root)]
+    return [Source(root, root)], []
 
 
 def _is_dicomdir(path: Path) -> bool:
@@ -81,18 +91,76 @@ def _is_dicomdir(path: Path) -> bool:
         _get(ds.file_meta, "MediaStorageSOPClassUID") == _DICOMDIR_CLASS)
 
 
-def dicomdir_sources(path: Path) -> list[Source]:
-    """The files a DICOMDIR (PS3.10 Media Storage Directory) references, via pydicom's FileSet."""
+def dicomdir_sources(path: Path) -> tuple[list[Source], list[Problem]]:
+    """The files a DICOMDIR (PS3.10 Media Storage Directory) references, via pydicom's FileSet,
+    and a Problem for each referenced file that is missing. A DICOMDIR whose record offsets
+    loop or point nowhere (pydicom would recurse forever) is replaced by a scan of its folder."""
     from pydicom import dcmread
     from pydicom.fileset import FileSet
 
     try:
-        fileset = FileSet(dcmread(path))
-        return [Source(Path(instance.path), Path(instance.path)) for instance in fileset]
+        with warnings.catch_warnings():  # pydicom warns with full paths; Problems say it instead
+            warnings.simplefilter("ignore")
+            ds = dcmread(path)
+            damage = _record_damage(ds)
+            if damage is not None:
+                sources, problems = folder_sources(path.parent)
+                notice = Problem(path, f"{path.name} is damaged ({damage}); the folder was "
+                                       "scanned instead.")
+                return sources, [notice, *problems]
+            fileset = FileSet(ds)
+            sources = [Source(Path(instance.path), Path(instance.path)) for instance in fileset]
+            problems = [Problem(path.parent / name, f"{name} is listed in {path.name} but "
+                                                    "missing; skipped.")
+                        for name in _missing_references(ds, path.parent)]
+        if not sources and not problems:
+            problems = [Problem(path, f"{path.name} lists no files; open its folder instead.")]
+        return sources, problems
     except BaseException as exc:
         if is_interrupt(exc):
             raise
-        raise ReadError(f"{path.name} is not a readable DICOMDIR ({short_reason(exc)}).") from exc
+        raise ReadError(f"{path.name} is not a readable DICOMDIR ({short_reason(exc)}); open its "
+                        "folder instead.") from exc
+
+
+def _record_damage(ds: Dataset) -> str | None:
+    """What is wrong with the chain of directory records (PS3.3 F.3.2.1), or None.
+
+    Follows every Next and Lower-Level offset from the root's first record: a record reached
+    twice means the offsets loop, an offset that is no record's start means they point nowhere.
+    """
+    records = ds.get("DirectoryRecordSequence")
+    if not records:
+        return None
+    starts = {record.seq_item_tell: record for record in records}
+    visited: set[int] = set()
+    pending = [ds.get(_FIRST_OFFSET)]
+    while pending:
+        offset = pending.pop()
+        if not offset:
+            continue
+        if offset in visited:
+            return "its records loop"
+        record = starts.get(offset)
+        if record is None:
+            return "a record points to nothing"
+        visited.add(offset)
+        pending += [record.get(_NEXT_OFFSET), record.get(_LOWER_OFFSET)]
+    return None
+
+
+def _missing_references(ds: Dataset, root: Path) -> list[str]:
+    """Referenced File IDs (PS3.10 8.3) of the DICOMDIR that are not on disk, as "A/B/IM1"."""
+    missing: list[str] = []
+    for record in ds.get("DirectoryRecordSequence") or []:
+        file_id = record.get("ReferencedFileID")
+        if not file_id:
+            continue
+        parts = [file_id] if isinstance(file_id, str) else [str(part) for part in file_id]
+        name = "/".join(parts)
+        if name not in missing and not os.path.exists(root.joinpath(*parts)):
+            missing.append(name)
+    return missing
 
 
 def _read_expanding(source: Source, seen: set[tuple[str, int]]
@@ -100,10 +168,12 @@ def _read_expanding(source: Source, seen: set[tuple[str, int]]
     """Images or a Problem for one source; a ZIP inside a folder is opened and read too."""
     if source.member is None and is_zip(source.file):
         try:
-            members = zip_sources(source.file)
+            members, problems = zip_sources(source.file)
         except ReadError as exc:
             yield None, Problem(source.path, str(exc))
             return
+        for problem in problems:
+            yield None, problem
         for member in members:
             yield from _read_one(member, seen)
         return
@@ -141,13 +211,20 @@ class NotAnImage(ReadError):
 
 def read_source(source: Source) -> list[Image]:
     """Images of one file (one per frame); NotAnImage or ReadError otherwise."""
+    if source.member is None:
+        refusal = not_regular(source.file)
+        if refusal:
+            raise NotAnImage(refusal)
     head = _head(source)
     if len(head) == 0:
         raise ReadError(f"{source.name} is empty.")
     is_dicom_file = head[128:132] == b"DICM"
+    if source.member is not None and not is_dicom_file and (
+            source.path.suffix.lower() == ".zip" or head[:4] in _ZIP_SIGNATURES):
+        raise ReadError(f"{source.name} is a ZIP inside a ZIP; unpack it first.")
     if not is_dicom_file and (source.path.suffix.lower() in RASTER_SUFFIXES
                               or looks_like_raster(head)):
-        return [image_from_raster(source)]
+        return images_from_raster(source)  # every page of a multi-page TIFF
     try:
         ds = read_header(source)
     except ReadError as exc:

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from engine.sr.card import check_params
+
 RESIDUAL_MODES = (None, "nearest", "bicubic")
 
 
@@ -178,10 +180,16 @@ def build_model(arch: str, params: dict[str, Any] | None = None) -> nn.Module:
     except KeyError:
         known = ", ".join(sorted(ARCHITECTURES))
         raise ValueError(f"Unknown architecture {arch!r}; this version knows {known}.") from None
+    params = params or {}
     try:
-        return cls(**(params or {}))
-    except TypeError as exc:
+        check_params(params)
+    except ValueError as exc:
         raise ValueError(f"Bad hyper-parameters for {arch}: {exc}.") from None
+    try:
+        return cls(**params)
+    except (TypeError, RuntimeError) as exc:  # an unknown name, or a value torch cannot build
+        detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"Bad hyper-parameters for {arch}: {detail.rstrip('.')}.") from None
 
 
 def model_scale(model: nn.Module) -> int:

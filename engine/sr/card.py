@@ -9,6 +9,7 @@ provenance written into exported images names exactly these weights.
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,15 @@ class ModelCard:
             raise CardError(f"The model card{where} lacks {' and '.join(missing)}.")
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
-        kwargs["scale"] = int(kwargs.get("scale", 4))
+        try:
+            _check_fields(kwargs)
+            if "scale" in kwargs:
+                kwargs["scale"] = _whole_number(kwargs["scale"], "scale", 1, MAX_SCALE)
+            check_params(kwargs.get("params", {}), prefix="params.")
+        except ValueError as exc:
+            raise CardError(
+                f"The model card{where} is unusable: {exc}; fix the card or pick another model."
+            ) from None
         return cls(**kwargs, path=path)
 
     @classmethod
@@ -96,6 +105,61 @@ class ModelCard:
         atomic_write_bytes(path, text.encode("utf-8"))
         self.path = path
         return path
+
+
+_TEXT_FIELDS = ("name", "architecture", "title", "input_convention", "weights_file", "sha256",
+                "dtype", "licence", "notes", "intended_use")
+_TABLE_FIELDS = ("params", "training", "metrics")
+MAX_SCALE = 8
+# The whole-number hyper-parameters of the networks in engine.sr.archs and the range a card may
+# give each: checked here, without torch, so that the model list skips a card that could not
+# build (a negative or zero width crashes torch, a huge one exhausts memory), and by build_model.
+INT_PARAMS: dict[str, tuple[int, int]] = {
+    "num_in_ch": (1, 64), "num_out_ch": (1, 64), "num_feat": (1, 1024), "num_grow_ch": (1, 1024),
+    "num_block": (0, 256), "num_conv": (0, 256), "scale": (1, MAX_SCALE),
+    "upscale": (1, MAX_SCALE),
+}
+
+
+def _check_fields(data: dict[str, Any]) -> None:
+    """Raise ValueError ("x is ..., but it must be ...") for a known field of the wrong type."""
+    for key in _TEXT_FIELDS:
+        if key in data and not isinstance(data[key], str):
+            raise ValueError(f"{_shown(key, data[key])}, but it must be text")
+    for key in ("name", "architecture"):
+        if not data[key].strip():
+            raise ValueError(f"{key} is empty, but it must name the model")
+    for key in _TABLE_FIELDS:
+        if key in data and not isinstance(data[key], dict):
+            raise ValueError(f"{_shown(key, data[key])}, but it must be a JSON object")
+    if "default" in data and not isinstance(data["default"], bool):
+        raise ValueError(f"{_shown('default', data['default'])}, but it must be true or false")
+
+
+def check_params(params: Any, prefix: str = "") -> None:
+    """Raise ValueError ("num_feat is -1, but it must be ...", no full stop) when a whole-number
+    hyper-parameter is not one or is out of range; unknown names are left to build_model."""
+    if not isinstance(params, dict):
+        raise ValueError(f"{_shown(prefix.rstrip('.') or 'params', params)}, but it must be a JSON object")
+    for key, (low, high) in INT_PARAMS.items():
+        if key in params:
+            _whole_number(params[key], f"{prefix}{key}", low, high, allow_text=False)
+
+
+def _whole_number(value: Any, key: str, low: int, high: int, *, allow_text: bool = True) -> int:
+    number = None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        number = int(value)
+    elif allow_text and isinstance(value, str) and value.strip().isdecimal():
+        number = int(value)
+    if number is None or not low <= number <= high:
+        raise ValueError(f"{_shown(key, value)}, but it must be a whole number from {low} to {high}")
+    return number
+
+
+def _shown(key: str, value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return f"{key} is {text if len(text) <= 40 else text[:37] + '...'}"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

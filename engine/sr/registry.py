@@ -109,16 +109,26 @@ def _models_in(folder: Path, source: str) -> list[ModelInfo]:
         try:
             card = ModelCard.load(card_path)
         except CardError as exc:
-            log.warning("Skipping %s: %s", card_path, exc)
+            _skip(card_path, str(exc))
             continue
         if not card.weights_file:
             card.weights_file = f"{card_path.stem}.safetensors"
         weights = card.weights_path
         if weights is None or not weights.is_file():
-            log.warning("Skipping %s: its weights file %s is missing.", card_path, weights)
+            _skip(card_path, f"its weights file {weights} is missing.")
             continue
         models.append(ModelInfo(card, weights, card_path, source))
     return models
+
+
+_skipped: set[tuple[str, str]] = set()
+
+
+def _skip(card_path: Path, reason: str) -> None:
+    """Say once per process why a card is skipped (the list is read several times per command)."""
+    if (str(card_path), reason) not in _skipped:
+        _skipped.add((str(card_path), reason))
+        log.warning("Skipping %s: %s", card_path, reason)
 
 
 def _no_model(dirs: DirList) -> NoModelInstalled:

@@ -27,7 +27,7 @@ from torch import nn
 
 from engine.fileio import atomic_write, file_sha256
 from engine.sr.archs import RRDBNet, SRVGGNetCompact, build_model
-from engine.sr.card import INPUT_CONVENTION, CardError, ModelCard
+from engine.sr.card import INPUT_CONVENTION, CardError, ModelCard, check_params
 
 StateDict = dict[str, torch.Tensor]
 
@@ -112,11 +112,23 @@ def _read_safetensors(path: Path) -> StateDict:
         raise _damaged(path, str(exc)) from None
 
 
+# What torch's weights-only unpickler says (the wording and case vary between versions, e.g. 2.13:
+# "Trying to load unsupported GLOBAL posix.system whose module posix is blocked.") when a pickle
+# asks for a function or class it will not import or call: the file needs code to load. Every one
+# of its messages starts "Weights only load failed", random bytes ("Unsupported operand") too, so
+# that prefix alone says nothing about code.
+_NEEDS_CODE = re.compile(
+    r"unsupported global|reduce for unrecognized function|can only create new object"
+    r"|can only build tensor|must be imported to load|persistent_load of storage",
+    re.IGNORECASE,
+)
+
+
 def _read_pickle(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):
+        if _NEEDS_CODE.search(str(exc)):
             raise WeightsError(
                 f"The file {path.name} needs program code to load, which is refused for safety; "
                 "convert it to .safetensors with a tool you trust, then open that file."
@@ -358,7 +370,8 @@ def build_from_state(
     try:
         model = build_model(arch, params)
     except ValueError as exc:
-        raise WeightsError(str(exc).rstrip(".") + f" (model card of {source}).") from None
+        raise WeightsError(str(exc).rstrip(".") + f" (model card of {source}); fix the card or "
+                           "pick another model.") from None
     canonical = to_canonical(state)
     _check_shapes(model, canonical, source)
     model.load_state_dict(canonical, strict=True)
@@ -445,13 +458,19 @@ def describe_file(path: str | Path) -> ModelCard:
 
 def _card_for_bare_file(path: Path, state: StateDict, digest: str) -> ModelCard:
     meta = read_metadata(path)
-    if "architecture" in meta and "params" in meta:
-        arch, params = meta["architecture"], json.loads(meta["params"])
+    params = _metadata_params(meta)
+    if isinstance(meta.get("architecture"), str) and params is not None:
+        arch = meta["architecture"]
         note = "Hyper-parameters from the file's metadata; no model card was found."
     else:
         arch, params = detect(state)
         note = f"Hyper-parameters detected from the {layout(state)} key layout; no model card."
-    scale = int(params.get("scale", params.get("upscale", 4)))
+    try:
+        check_params(params)
+    except ValueError as exc:
+        raise WeightsError(f"The file {path.name} describes a network this version cannot build "
+                           f"({exc}); add a model card or pick another model.") from None
+    scale = params.get("scale", params.get("upscale", 4))
     first = next(iter(state.values()))
     return ModelCard(
         name=path.stem, title=path.stem, architecture=arch, params=params, scale=scale,
@@ -459,6 +478,15 @@ def _card_for_bare_file(path: Path, state: StateDict, digest: str) -> ModelCard:
         dtype="fp16" if first.dtype == torch.float16 else "fp32",
         licence="unknown: check where this file came from", notes=note,
     )
+
+
+def _metadata_params(meta: Mapping[str, str]) -> dict[str, Any] | None:
+    """The `params` JSON object of a file's metadata, or None when it is missing or unreadable."""
+    try:
+        params = json.loads(meta["params"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return params if isinstance(params, dict) else None
 
 
 def _channels(model: nn.Module) -> tuple[int, int]:
