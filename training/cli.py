@@ -137,8 +137,13 @@ def _train(args: argparse.Namespace) -> int:
     overrides = _parse_set(args.set)
     if getattr(args, "init_from", None):
         overrides["init_from"] = args.init_from
-    overrides.setdefault("stage", args.command)
     cfg = load_config(args.config, overrides)
+    if "stage" not in overrides and cfg.stage != args.command:
+        # The command used to override the config's stage: a gan preset run by `cxr-train psnr`
+        # (as a script hard-coding the command would) became L1 training without a word.
+        raise ConfigError(f"{args.config} is a {cfg.stage}-stage config: run it with `cxr-train "
+                          f"{cfg.stage}`, or add --set stage={args.command} to train it as the "
+                          f"{args.command} stage.")
     if args.command == "gan":
         from training.gan import GanTrainer as TrainerClass
     else:

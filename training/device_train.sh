@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call's training on a lent GPU machine (the `device` tool). Runs THERE, in the repo root:
 #
-#   bash training/device_train.sh RUN MINUTES [cxr-train psnr options...]
+#   bash training/device_train.sh RUN MINUTES [cxr-train psnr|gan options...]
 #
 # The first call starts runs/RUN from $PRESET (default gpu-fidelity-continue) on the data packed
 # by `cxr-train pack-data` into $DATA (default runs/devdata, carried by the call); a later call on
@@ -30,6 +30,8 @@ if [ ! -d "$DATA/train" ] || [ ! -d "$DATA/val" ]; then
     exit 2
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# The stage (the cxr-train command) is the preset's own: a gan preset trains the GAN stage.
+STAGE=$("$PY" -c 'import sys; from training.config import load_config; print(load_config(sys.argv[1]).stage)' "$PRESET")
 if [ -z "${DRY_RUN:-}" ]; then
     "$PY" -c 'import torch; print("torch", torch.__version__, "| CUDA:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none, training on the CPU")'
     # The GAN stage ("Sharp") needs torchvision's VGG19 ImageNet weights, absent here; say whether
@@ -48,7 +50,7 @@ elif [ -n "${STEPS:-}" ]; then
     steps=$STEPS
     if [ "$STEPS" = auto ]; then
         run rm -rf "runs/$RUN-probe"
-        run "$PY" -m training.cli psnr --config "$PRESET" --run-dir "runs/$RUN-probe" --steps 300 \
+        run "$PY" -m training.cli "$STAGE" --config "$PRESET" --run-dir "runs/$RUN-probe" --steps 300 \
             --set steps=100000 --set log_every=100 "${data[@]}" "$@"
         steps=1000
         if [ -z "${DRY_RUN:-}" ]; then
@@ -57,6 +59,6 @@ elif [ -n "${STEPS:-}" ]; then
     fi
     planned=(--set "steps=$steps")
 fi
-run "$PY" -m training.cli psnr --config "$PRESET" --run-dir "runs/$RUN" "${resume[@]}" \
+run "$PY" -m training.cli "$STAGE" --config "$PRESET" --run-dir "runs/$RUN" "${resume[@]}" \
     --max-minutes "$MINUTES" "${data[@]}" "${planned[@]}" "$@"
 run "$PY" -m training.cli bundle "runs/$RUN" --out "$OUT"

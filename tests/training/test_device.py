@@ -261,3 +261,23 @@ def test_steps_auto_sizes_the_schedule_by_a_probe(tmp_path: Path) -> None:
 
     assert run["steps"] == planned_steps(repo / "runs" / "gpu-1-probe", 0.01) != probe["steps"]
     assert (tmp_path / "out" / BUNDLE_TAR).is_file()
+
+
+def test_a_gan_preset_trains_the_gan_stage_never_l1_by_its_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The command used to override the preset's stage: `cxr-train psnr --config gan-fidelity` (as
+    # device_train.sh once hard-coded) trained plain L1 with no discriminator and no error.
+    assert main(["psnr", "--config", "gan-fidelity", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "gan-stage config: run it with `cxr-train gan`" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    (tmp_path / "devdata" / "train").mkdir(parents=True)
+    (tmp_path / "devdata" / "val").mkdir()
+    env = {**os.environ, "OUT": str(tmp_path / "o"), "DRY_RUN": "1", "PRESET": "gan-fidelity",
+           "DATA": str(tmp_path / "devdata"), "STEPS": "auto", "PYTHONPATH": str(ROOT),
+           "PYTHON": sys.executable}
+    dry = subprocess.run(["bash", str(ROOT / "training" / "device_train.sh"), "sharp-1", "7"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    commands = [line for line in dry.stdout.splitlines() if "training.cli" in line]
+    assert len(commands) == 3 and all(" gan " in c for c in commands[:2]), commands
+    assert "training.cli psnr" not in dry.stdout
