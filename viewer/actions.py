@@ -56,7 +56,8 @@ def build_actions(window: Any) -> dict[str, QAction]:
     n["quit"] = a("&Quit", window.close, "Ctrl+Q")
 
     n["fit"] = a("&Fit", view.set_fit, "=", tip="Fit the image to the window")
-    n["one_to_one"] = a("&1:1 pixels", view.one_to_one, ["Ctrl+1", "0"])
+    n["one_to_one"] = a("&1:1 pixels", window.one_to_one, ["Ctrl+1", "0"],
+                        tip="One image pixel per screen (device) pixel")
     n["zoom_in"] = a("Zoom &in", lambda: window.zoom_by(ZOOM_STEP), ["+", "Shift+="])
     n["zoom_out"] = a("Zoom &out", lambda: window.zoom_by(1 / ZOOM_STEP), ["-", "_"])
     n["rotate"] = a("&Rotate 90\N{DEGREE SIGN}", lambda: view.rotate(90), "R")

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         want = window.browser.images[index][0]
         wait_until(lambda: window.document is not None and window.document.image is want, 60)
         if args.image == "full" and not args.path:
-            window.view.one_to_one()
+            window.one_to_one()
         scope = "visible" if args.image == "full" and not args.path else "image"
         # Let everything started so far settle before measuring: the first image of the folder
         # (opened automatically) may still be decoding in the background.

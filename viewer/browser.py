@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QSize, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QSize, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,6 +30,7 @@ from viewer.overlay import format_da, format_person_name
 
 THUMB = 72
 BATCH_SECONDS = 0.1  # hand found images to the UI at most ~10 times a second
+FOLLOW_MS = 150  # the highlighted row loads once the arrow keys rest this long
 ROLE_KEY = Qt.ItemDataRole.UserRole
 
 
@@ -161,6 +162,13 @@ class StudyBrowser(QWidget):
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.tree.itemActivated.connect(self._activated)
         self.tree.itemClicked.connect(self._activated)
+        # Arrow keys move the current row: the image follows, debounced so that holding a key
+        # down does not decode every image passed on the way (click and Enter load at once).
+        self._follow = QTimer(self)
+        self._follow.setSingleShot(True)
+        self._follow.setInterval(FOLLOW_MS)
+        self._follow.timeout.connect(self._follow_current)
+        self.tree.currentItemChanged.connect(self._on_current_changed)
         self.status = QLabel("")
         self.status.setObjectName("browserStatus")
         layout = QVBoxLayout(self)
@@ -208,6 +216,7 @@ class StudyBrowser(QWidget):
         self.scanning = False
 
     def clear(self) -> None:
+        self._follow.stop()
         self.tree.clear()
         self.images.clear()
         self.problems.clear()
@@ -282,10 +291,22 @@ class StudyBrowser(QWidget):
             self._nodes[key] = node
         return node
 
+    def _on_current_changed(self, current: QTreeWidgetItem | None, _previous: object) -> None:
+        if current is not None and current.data(0, ROLE_KEY) is not None:
+            self._follow.start()  # restarts while the key repeats
+        else:
+            self._follow.stop()
+
+    def _follow_current(self) -> None:
+        item = self.tree.currentItem()
+        if item is not None:
+            self._activated(item)
+
     def _activated(self, item: QTreeWidgetItem, _column: int = 0) -> None:
         index = item.data(0, ROLE_KEY)
         if index is None:
             return
+        self._follow.stop()  # a click or Enter loaded it already
         image, ctx = self.images[int(index)]
         self.imageActivated.emit(image, ctx)
 

@@ -152,12 +152,16 @@ class ImageCanvas(QWidget):
         divider = self.divider_x()
         behind = False
         if divider is not None and top is not None:
+            # Intersect, never replace: inside the loupe the circular clip must stay in force
+            # (with no clip set, Qt treats IntersectClip as ReplaceClip).
+            intersect = Qt.ClipOperation.IntersectClip
             painter.save()
-            painter.setClipRect(QRectF(0, 0, divider, self.height()))
+            painter.setClipRect(QRectF(0, 0, divider, self.height()), intersect)
             self.base.paint(painter, to_widget, exposed, smooth=self.smooth)
             painter.restore()
             painter.save()
-            painter.setClipRect(QRectF(divider, 0, self.width() - divider, self.height()))
+            painter.setClipRect(QRectF(divider, 0, self.width() - divider, self.height()),
+                                intersect)
             if top.has_holes:  # unfinished tiles: the original shows through
                 self.base.paint(painter, to_widget, exposed, smooth=self.smooth)
             behind = top.paint(painter, to_widget, exposed, smooth=self.smooth,

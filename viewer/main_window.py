@@ -324,6 +324,10 @@ class MainWindow(QMainWindow):
             canvas.tool = tool
         self.actions_by_name[f"tool_{tool.value}"].setChecked(True)
 
+    def one_to_one(self) -> None:
+        """1:1 pixels: one image pixel per device pixel of the screen the image is on."""
+        self.view.one_to_one(self.compare.primary.devicePixelRatioF())
+
     def zoom_by(self, factor: float) -> None:
         canvas = self.compare.primary
         self.view.zoom_by(factor, canvas.size_f())
@@ -408,7 +412,10 @@ class MainWindow(QMainWindow):
             lossy=bool(getattr(image, "lossy", False)),
             window_center=float(doc.window.center), window_width=float(doc.window.width),
             window_name=doc.window.explanation, invert=doc.invert,
-            zoom=self.view.effective_zoom(canvas.size_f()), rotation=self.view.rotation,
+            # Zoom % counts device pixels per image pixel, like 1:1 (= 100%): on a 2x HiDPI
+            # screen 100% is 0.5 logical pixels per image pixel, every pixel shown once.
+            zoom=self.view.effective_zoom(canvas.size_f()) * canvas.devicePixelRatioF(),
+            rotation=self.view.rotation,
             flip_h=self.view.flip_h, flip_v=self.view.flip_v, showing=showing,
         )
         if showing == "diff":
@@ -418,12 +425,24 @@ class MainWindow(QMainWindow):
             h, w = doc.enhanced.values.shape
             info.enhanced_size = (w, h)
         if self.cursor is not None and canvas.underMouse():
-            enhanced = showing in ("enhanced", "side") and doc.has_enhanced
+            enhanced = self._enhanced_under_cursor(canvas, showing) and doc.has_enhanced
             value = doc.value_at(self.cursor.x(), self.cursor.y(), enhanced=enhanced)
             if value is not None:
                 info.cursor_value = (f"({int(self.cursor.x())}, {int(self.cursor.y())})  "
                                      f"{value:.1f}")
+                if showing == "split":  # two layers on screen: say which one was read
+                    info.cursor_value += "  enhanced" if enhanced else "  original"
         return info
+
+    def _enhanced_under_cursor(self, canvas: ImageCanvas, showing: str) -> bool:
+        """Whether the layer drawn under the cursor is the enhanced one. In split view the
+        enhanced layer is drawn right of the divider (canvas.split, a fraction of the width)."""
+        if showing in ("enhanced", "side"):
+            return True
+        divider = canvas.divider_x()
+        if showing != "split" or divider is None or self.cursor is None:
+            return False
+        return canvas.image_to_widget().map(self.cursor).x() >= divider
 
     def _overlay(self, canvas: ImageCanvas) -> tuple[dict[str, list[str]], str | None]:
         info = self.overlay_info(canvas)

@@ -29,7 +29,7 @@ class OverlayInfo:
     window_width: float | None = None
     window_name: str = ""
     invert: bool = False
-    zoom: float = 1.0  # screen pixels per original pixel
+    zoom: float = 1.0  # device pixels per original pixel (1:1 = 100%, HiDPI too)
     rotation: int = 0
     flip_h: bool = False
     flip_v: bool = False

@@ -2,7 +2,7 @@
 
 Why chunks: a 4x enhanced radiograph is ~8000x8500 values. Re-rendering all of it on every
 window drag would stall the UI, so the layer renders only the chunks on screen, and when zoomed
-out only every n-th value (n = source pixels per screen pixel). All grey-level maths is the
+out only every n-th value (n = source pixels per device pixel). All grey-level maths is the
 `render` callable (engine.display.render with the current window); this module only slices
 arrays and hands 8-bit frames to Qt.
 """
@@ -149,10 +149,14 @@ class RasterLayer:
         A window change always renders everything on screen at once (no patchwork of windows).
         """
         to_widget = self.to_image() * image_to_widget
-        screen_per_pixel = transform_scale(to_widget)
-        if screen_per_pixel <= 0:
+        device = painter.device()
+        dpr = device.devicePixelRatioF() if device is not None else 1.0
+        # Device pixels per layer pixel: on a 2x HiDPI screen a logical pixel is 2x2 device
+        # pixels, and sampling must follow what the screen can actually show.
+        device_per_pixel = transform_scale(to_widget) * dpr
+        if device_per_pixel <= 0:
             return False
-        stride = max(1, math.floor(1 / screen_per_pixel)) if screen_per_pixel < 1 else 1
+        stride = sampling_stride(device_per_pixel)
         shown = to_widget.inverted()[0].mapRect(exposed)
         x0, y0 = max(0, math.floor(shown.left())), max(0, math.floor(shown.top()))
         x1, y1 = min(self.width, math.ceil(shown.right())), min(self.height, math.ceil(shown.bottom()))
@@ -166,7 +170,7 @@ class RasterLayer:
         painter.setTransform(to_widget, combine=False)
         painter.setClipRect(QRectF(0, 0, self.width, self.height), _intersect(painter))
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform,
-                              smooth or screen_per_pixel * stride < 1)
+                              smooth or device_per_pixel * stride < 1)
         for cy in range(y0 // span, (y1 - 1) // span + 1):
             for cx in range(x0 // span, (x1 - 1) // span + 1):
                 qimage = self._chunk(cy, cx, stride)
@@ -233,6 +237,15 @@ class RasterLayer:
             if ys and xs:
                 alpha[ys[0]:ys[1], xs[0]:xs[1]] = 255
         return alpha
+
+
+def sampling_stride(device_per_pixel: float) -> int:
+    """Every n-th value to render when one layer pixel covers `device_per_pixel` device pixels
+    (logical screen pixels x the device pixel ratio): no value is skipped while each still
+    reaches a device pixel of its own, so a HiDPI screen gets its full resolution."""
+    if device_per_pixel <= 0 or device_per_pixel >= 1:
+        return 1
+    return max(1, math.floor(1 / device_per_pixel))
 
 
 def _strided_span(a: int, b: int, stride: int, n: int) -> tuple[int, int] | None:

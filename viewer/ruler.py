@@ -26,12 +26,13 @@ class Measurement:
 
 def ruler_label(start: QPointF, end: QPointF, spacing: tuple[float, float] | None,
                 source: str) -> str:
-    """'87.3 mm (PixelSpacing)', or '412 px (no pixel spacing)'. spacing = (row, column) in mm."""
+    """'87.3 mm (PixelSpacing)', '95.1 mm at detector (ImagerPixelSpacing)', or '412 px (no
+    pixel spacing)'. spacing = (row, column) in mm; source as engine.io reports it."""
     dx, dy = end.x() - start.x(), end.y() - start.y()
     if spacing is None or source in ("", "none"):
         return f"{math.hypot(dx, dy):.0f} px (no pixel spacing)"
     row_mm, col_mm = spacing
-    return f"{math.hypot(dx * col_mm, dy * row_mm):.1f} mm ({source})"
+    return f"{math.hypot(dx * col_mm, dy * row_mm):.1f} {_mm_where(source)}"
 
 
 def spacing_text(spacing: tuple[float, float] | None, source: str) -> str:
@@ -39,7 +40,17 @@ def spacing_text(spacing: tuple[float, float] | None, source: str) -> str:
         return "no pixel spacing: lengths in pixels"
     row_mm, col_mm = spacing
     value = f"{row_mm:.3f}" if math.isclose(row_mm, col_mm) else f"{row_mm:.3f} x {col_mm:.3f}"
-    return f"{value} mm ({source})"
+    return f"{value} {_mm_where(source)}"
+
+
+def _mm_where(source: str) -> str:
+    """'mm (PixelSpacing)', 'mm (PixelSpacing, GEOMETRY)' when the file names its calibration,
+    or 'mm at detector (ImagerPixelSpacing)': detector-plane lengths over-state the patient by
+    the geometric magnification, and the label must say so."""
+    keyword, _, calibration = source.partition(":")
+    if keyword == "ImagerPixelSpacing":
+        return "mm at detector (ImagerPixelSpacing)"
+    return f"mm ({keyword}, {calibration})" if calibration else f"mm ({keyword})"
 
 
 def paint_measurement(painter: QPainter, to_widget: QTransform, m: Measurement, label: str) -> None:

@@ -22,9 +22,11 @@ class ViewTransform(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.image_size = QSizeF(1, 1)
-        self.zoom = 1.0  # screen pixels per original image pixel
+        self.zoom = 1.0  # logical (device-independent) screen pixels per original image pixel
         self.center = QPointF(0.5, 0.5)  # image point shown at the middle of the widget
-        self.rotation = 0  # degrees clockwise on screen, a multiple of 90
+        # Degrees, a multiple of 90, applied to the image *before* the screen-space flips
+        # (screen = flip . rotate(rotation)): clockwise on screen while unflipped.
+        self.rotation = 0
         self.flip_h = False  # mirrored left-right on screen
         self.flip_v = False
         self.fit = True  # zoom follows the widget size until the user zooms
@@ -67,9 +69,11 @@ class ViewTransform(QObject):
         self.set_zoom(current * factor, widget_size, anchor if anchor is not None
                       else _centre(widget_size))
 
-    def one_to_one(self) -> None:
+    def one_to_one(self, device_pixel_ratio: float = 1.0) -> None:
+        """1:1 = one image pixel per *device* pixel: on a 2x HiDPI screen the zoom (logical
+        pixels per image pixel) is 0.5, so no detail is thrown away and none is invented."""
         self.fit = False
-        self.zoom = 1.0
+        self.zoom = 1.0 / (device_pixel_ratio if device_pixel_ratio > 0 else 1.0)
         self.changed.emit()
 
     def pan_by(self, dx: float, dy: float, widget_size: QSizeF) -> None:
@@ -82,6 +86,13 @@ class ViewTransform(QObject):
         self.changed.emit()
 
     def rotate(self, degrees: int = 90) -> None:
+        """Turn the image `degrees` clockwise *on screen* (negative: anticlockwise).
+
+        The rotation sits inside the flips, and a single mirror reverses the sense of a turn
+        (F . rotate(a) = rotate(-a) . F): once flipped in one axis only, the stored angle moves
+        the other way so that R still turns the picture clockwise as the user sees it."""
+        if self.flip_h != self.flip_v:
+            degrees = -degrees
         self.rotation = (self.rotation + degrees) % 360
         self.changed.emit()
 

@@ -382,13 +382,31 @@ def frame_attr(ds: Dataset, frame: int, sequence: str, keyword: str) -> object:
 
 
 def _pixel_spacing(ds: Dataset, frame: int) -> tuple[tuple[float, float] | None, str]:
-    """Pixel Spacing (PS3.3 10.7.1.3), else Imager Pixel Spacing; zero or negative ignored."""
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        sequence = "PixelMeasuresSequence" if keyword == "PixelSpacing" else ""
-        value = frame_attr(ds, frame, sequence, keyword) if sequence else _safe_get(ds, keyword)
+    """(row, column) spacing in mm and where it is valid; zero or negative values are ignored.
+
+    The source is "PixelSpacing" (calibrated to the patient), "PixelSpacing:<TYPE>" when Pixel
+    Spacing Calibration Type says how (GEOMETRY, FIDUCIAL), "ImagerPixelSpacing" (at the
+    detector: lengths include the geometric magnification, ~10-15% on a chest radiograph), or
+    "none". Per PS3.3 10.7.1.1, a Pixel Spacing equal to Imager Pixel Spacing with no calibration
+    type is the detector spacing copied, not calibrated: that is reported as ImagerPixelSpacing.
+    """
+    def positive_pair(value: object) -> tuple[float, float] | None:
         numbers = _numbers(value)
         if len(numbers) >= 2 and all(np.isfinite(n) and n > 0 for n in numbers[:2]):
-            return (numbers[0], numbers[1]), keyword
+            return numbers[0], numbers[1]
+        return None
+
+    pixel = positive_pair(frame_attr(ds, frame, "PixelMeasuresSequence", "PixelSpacing"))
+    imager = positive_pair(_safe_get(ds, "ImagerPixelSpacing"))
+    calibration = _text(ds, "PixelSpacingCalibrationType").upper()
+    if pixel is not None:
+        if calibration:
+            return pixel, f"PixelSpacing:{calibration}"
+        if imager is not None and np.allclose(pixel, imager, rtol=1e-6, atol=1e-9):
+            return imager, "ImagerPixelSpacing"
+        return pixel, "PixelSpacing"
+    if imager is not None:
+        return imager, "ImagerPixelSpacing"
     return None, "none"
 
 

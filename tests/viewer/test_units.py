@@ -124,7 +124,7 @@ def test_ruler_names_its_spacing() -> None:
     a, b = QPointF(0, 0), QPointF(30, 40)
     assert ruler_label(a, b, (0.5, 0.5), "PixelSpacing") == "25.0 mm (PixelSpacing)"
     assert ruler_label(a, b, (0.1, 0.2), "ImagerPixelSpacing") == \
-        f"{((30 * 0.2) ** 2 + (40 * 0.1) ** 2) ** 0.5:.1f} mm (ImagerPixelSpacing)"
+        f"{((30 * 0.2) ** 2 + (40 * 0.1) ** 2) ** 0.5:.1f} mm at detector (ImagerPixelSpacing)"
     assert ruler_label(a, b, None, "none") == "50 px (no pixel spacing)"
     assert "pixels" in spacing_text(None, "none")
     assert spacing_text((0.16, 0.16), "PixelSpacing") == "0.160 mm (PixelSpacing)"
