@@ -106,8 +106,8 @@ def test_bundled_selftest_folder_is_preferred(tmp_path, monkeypatch):
 
     monkeypatch.setattr(selftest, "selftest_dir", lambda: tmp_path)
     name = "MR_small_RLE.dcm"
-    assert selftest.selftest_file(name) == Path(get_testdata_file(name))  # fallback
-    shutil.copy(get_testdata_file(name), tmp_path / name)
+    assert selftest.selftest_file(name) == Path(get_testdata_file(name, download=False))  # fallback
+    shutil.copy(get_testdata_file(name, download=False), tmp_path / name)
     assert selftest.selftest_file(name) == tmp_path / name
     assert selftest.selftest_file("no-such-file.dcm") is None
 

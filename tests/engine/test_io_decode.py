@@ -32,7 +32,7 @@ REAL = ROOT.parent / "shared" / "data" / "dicom"
 
 
 def bundled(name: str) -> Path:
-    path = get_testdata_file(name)
+    path = get_testdata_file(name, download=False)
     if path is None:
         pytest.skip(f"pydicom test file {name} is not installed")
     return Path(path)

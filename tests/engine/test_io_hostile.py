@@ -74,7 +74,7 @@ def make_dx(path: Path, instance: int = 1) -> Path:
 
 
 def bundled(name: str) -> Path:
-    path = get_testdata_file(name)
+    path = get_testdata_file(name, download=False)
     if path is None:
         pytest.skip(f"pydicom test file {name} is not installed")
     return Path(path)

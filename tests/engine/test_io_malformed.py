@@ -39,7 +39,7 @@ LENGTH_TARGETS = [(0x0028, 0x0010, b"US"), (0x0028, 0x0011, b"US"), (0x0028, 0x0
 
 @cache
 def seed_bytes(name: str) -> bytes:
-    path = get_testdata_file(name)
+    path = get_testdata_file(name, download=False)
     if path is None:
         pytest.skip(f"pydicom test file {name} is not installed")
     return Path(path).read_bytes()
@@ -144,7 +144,7 @@ def test_huge_claimed_size_is_refused_before_decoding(tmp_path):
 def test_absurd_frame_count_is_refused(tmp_path):
     import pydicom
 
-    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm", download=False))
     ds.NumberOfFrames = 999_999_999
     ds.save_as(tmp_path / "frames.dcm", enforce_file_format=True)
     problem = load(tmp_path / "frames.dcm").problems[0]
@@ -188,7 +188,7 @@ def test_jpeg_codestream_check():
     import pydicom
     from pydicom.encaps import get_frame
 
-    ds = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm", download=False))
     good = get_frame(ds.PixelData, 0)
     shape = {"rows": 100, "columns": 100, "samples": 3, "bits_allocated": 8}
     check_jpeg_codestream(good, **shape)
