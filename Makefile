@@ -67,8 +67,9 @@ $(FROZEN): $(FROZEN_DEPS)
 	$(MAKE) package
 
 # The frozen app checks itself offscreen: samples, decoders, models, a rendered window.
+# --require-model: a bundle that lost its models fails (the self-test checks the bundled ones).
 selftest-frozen: $(FROZEN)
-	QT_QPA_PLATFORM=offscreen $(FROZEN) --self-test
+	QT_QPA_PLATFORM=offscreen $(FROZEN) --self-test --require-model
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -183,10 +183,16 @@ def displays_inverted(image: Any) -> bool:
 
 # --- enhance: running ---------------------------------------------------------------------------
 
-def scan_inputs(inputs: Sequence[str], tally: Tally) -> list[Job]:
-    """Every image under the inputs, read before anything is written (outputs may land there)."""
+def scan_inputs(inputs: Sequence[str], tally: Tally, out_dir: Path | None = None) -> list[Job]:
+    """Every image under the inputs, read before anything is written (outputs may land there).
+
+    When `out_dir` sits inside an input folder (`enhance study/ -o study/x4`), what is under it is
+    left out: a second run must not enhance the first run's results again (x16, and the memory
+    that takes). An -o that *is* the input folder writes beside the inputs and is scanned as usual.
+    """
     from engine import io as engine_io
 
+    out = out_dir.resolve() if out_dir is not None else None
     jobs: list[Job] = []
     for item in inputs:
         path = Path(item)
@@ -194,12 +200,37 @@ def scan_inputs(inputs: Sequence[str], tally: Tally) -> list[Job]:
             tally.fail(f"{item}: no such file or folder.")
             continue
         root = path if path.is_dir() else None
+        skip = out if root is not None and out is not None and _strictly_inside(out, root.resolve()) else None
+        ignored = 0
         for event in engine_io.scan(path):
+            found = event.image if event.kind == "image" else event.problem
+            if skip is not None and found is not None and _under(found, skip):
+                ignored += 1
+                continue
             if event.kind == "image" and event.image is not None:
                 jobs.append(Job(event.image, root))
             elif event.kind == "problem" and event.problem is not None:
                 report_problem(event.problem, inside_folder=root is not None, tally=tally)
+        if ignored:
+            say(f"ignored: {ignored} file(s) under {out_dir}, the output folder inside {item}; "
+                "results are not enhanced again (give -o a folder outside the inputs to avoid this).")
     return jobs
+
+
+def _strictly_inside(path: Path, folder: Path) -> bool:
+    return path != folder and path.is_relative_to(folder)
+
+
+def _under(found: Any, folder: Path) -> bool:
+    """Whether an image or problem comes from a file below `folder` (a ZIP member: the ZIP)."""
+    for attr in ("source_file", "path"):
+        value = getattr(found, attr, None)
+        if value:
+            try:
+                return Path(str(value)).resolve().is_relative_to(folder)
+            except (OSError, ValueError):
+                return False
+    return False
 
 
 def report_problem(problem: Any, *, inside_folder: bool, tally: Tally) -> None:
@@ -326,7 +357,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         say(_sentence(str(exc)))
         return EXIT_FAILED
     tally = Tally()
-    jobs = plan_outputs(scan_inputs(args.inputs, tally), out_dir, args.format, tally)
+    jobs = plan_outputs(scan_inputs(args.inputs, tally, out_dir), out_dir, args.format, tally)
     run_jobs(jobs, enhancer, args, tally)
     return report_tally(tally)
 
@@ -443,6 +474,7 @@ def format_metrics(metrics: dict[str, Any]) -> list[str]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from engine import evaluation as ev
+    from engine.provenance import provenance
 
     missing = [item for item in args.inputs if not Path(item).exists()]
     for item in missing:
@@ -454,8 +486,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         say("No images (PNG, JPEG, TIFF) found in the inputs.")
         return EXIT_FAILED
     methods = ev.baseline_methods() + eval_models(args)
+    if args.update_card:
+        check_cards_writable(methods)  # before minutes of scoring, not after
+    overlap = training_overlap(images, methods, args)
     root = ev.inputs_root(args.inputs)
-    report = ev.new_report(f"cxr-enhance {__version__}", args.inputs)
+    devices = sorted({str(m.info["resolved_device"]) for m in methods if m.info.get("resolved_device")})
+    report = ev.new_report(f"cxr-enhance {__version__}", args.inputs,
+                           provenance=provenance(", ".join(devices) or "cpu"))
+    report["settings"] = {"limit": args.limit, "seed": args.seed, "device": args.device,
+                          "resolved_device": ", ".join(devices) or None, "precision": args.precision,
+                          "tile": args.tile, "overlap": args.overlap,
+                          "protocols": args.protocol or list(ev.PROTOCOLS)}
+    if overlap:
+        report["training_images"] = overlap
     problems: dict[str, str] = {}
     protocols = args.protocol or list(ev.PROTOCOLS)
     # the crop figure shows the first protocol run: x4-native unless --protocol names another
@@ -474,13 +517,74 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if figure is not None:
         written = figure.write(methods)
         say(f"crops written to {written}" if written else "no crops written: no image was evaluated")
+    failed = False
+    if args.json_out:  # first: the card below may not be writable, the measurement is kept anyway
+        try:
+            ev.write_report(args.json_out, report)
+            say(f"per-image results written to {args.json_out}")
+        except OSError as exc:
+            say(f"The report could not be written to {args.json_out} ({_os_reason(exc)}); "
+                "choose another --json-out.")
+            failed = True
     if args.update_card:
-        for card_path in update_cards(report, methods, args):
+        not_written: list[Path] = []
+        for card_path in update_cards(report, methods, args, overlap, not_written):
             say(f"metrics written to the model card {card_path}")
-    if args.json_out:
-        ev.write_report(args.json_out, report)
-        say(f"per-image results written to {args.json_out}")
-    return EXIT_FAILED if problems or missing else EXIT_OK
+        failed = failed or bool(not_written)
+    return EXIT_FAILED if problems or missing or failed else EXIT_OK
+
+
+def _os_reason(exc: OSError) -> str:
+    where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+    return where + (exc.strerror or str(exc) or type(exc).__name__)
+
+
+def check_cards_writable(methods: list[Any]) -> None:
+    """--update-card: refuse (exit 2) when a card to update cannot be written, e.g. a read-only
+    install or a frozen bundle's models."""
+    cards = [m for m in methods if m.kind == "model"]
+    if not cards:
+        raise UsageError("--update-card needs a model to evaluate; name one with --model.")
+    for method in cards:
+        card_path = getattr(method, "card_path", None)
+        if card_path is None:
+            raise UsageError(f"The model {method.name!r} has no card file to update; "
+                             "leave out --update-card or evaluate an installed model.")
+        _check_card_writable(Path(card_path))
+
+
+def training_overlap(images: list[Path], methods: list[Any],
+                     args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Evaluated images that a model was trained on (matched by file name in its card's
+    `training.data.train` folder, when that folder is on this machine): a warning, and
+    --update-card refused unless --allow-train-images, so inflated numbers never reach a card."""
+    from engine import evaluation as ev
+    from engine.sr.card import CardError, ModelCard
+
+    found: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        card_path = getattr(method, "card_path", None)
+        if method.kind != "model" or card_path is None:
+            continue
+        try:
+            folder = ev.training_folder(ModelCard.load(card_path))
+        except (CardError, OSError, ValueError):
+            continue
+        if folder is None:
+            continue
+        seen = ev.training_images(images, folder)
+        if not seen:
+            continue
+        found[method.name] = {"folder": str(folder), "images": len(seen),
+                              "names": sorted(p.name for p in seen)}
+        say(f"warning: {len(seen)} of the {len(images)} images evaluated are training images of "
+            f"{method.name} (their names are in {folder}); its numbers on them are inflated.")
+    if found and args.update_card and not args.allow_train_images:
+        names = ", ".join(found)
+        raise UsageError(f"--update-card refused: the inputs include training images of {names}; "
+                         "evaluate held-out images (the card's training.data.val), or pass "
+                         "--allow-train-images to record them anyway.")
+    return found
 
 
 class CropCollector:
@@ -536,15 +640,21 @@ class CropCollector:
         return atomic_write(self.out, lambda handle: figure.save(handle, format="PNG"))
 
 
-def update_cards(report: dict[str, Any], methods: list[Any], args: argparse.Namespace) -> list[Path]:
+def update_cards(report: dict[str, Any], methods: list[Any], args: argparse.Namespace,
+                 overlap: dict[str, dict[str, Any]] | None = None,
+                 not_written: list[Path] | None = None) -> list[Path]:
     """Merge each model's means (and the baselines') into its card; other card keys are kept.
 
     fp32 results go under the protocol's name; another precision under "<protocol>_<precision>".
+    `measured_with` is the command that reproduces them (--limit, --seed, --device, --tile, ...
+    when they differ from the defaults). A card that cannot be written is said in one sentence
+    and added to `not_written`; the others are still updated.
     """
     from engine.evaluation import REGIONS, region_keys
     from engine.sr.card import ModelCard
 
     card_keys = {"mse", *(key for region in REGIONS for key in region_keys(region))}
+    overlap = overlap or {}
     written = []
     for method in methods:
         card_path = getattr(method, "card_path", None)
@@ -553,7 +663,8 @@ def update_cards(report: dict[str, Any], methods: list[Any], args: argparse.Name
         card = ModelCard.load(card_path)
         precision = str(method.info.get("resolved_precision") or args.precision)
         command = " ".join(["cxr-enhance eval", *args.inputs, "--model", card.name,
-                            "--precision", precision, "--update-card"])
+                            "--precision", precision, *_reproduce_options(args, method),
+                            "--update-card"])
         for protocol in report["protocols"]:
             means = {m["method"]: m["mean"] for m in protocol["methods"]}
             if method.name not in means:
@@ -567,12 +678,41 @@ def update_cards(report: dict[str, Any], methods: list[Any], args: argparse.Name
                      "lanczos": pick(means.get("lanczos", {})),
                      "model": pick(means[method.name]),
                      "images": len(protocol["images"]), "measured_with": command}
+            if method.name in overlap:  # only with --allow-train-images
+                entry["training_images"] = overlap[method.name]["images"]
             key = protocol["protocol"] if precision == "fp32" else f"{protocol['protocol']}_{precision}"
             card.metrics[key] = entry
         card.metrics["interior"] = report["protocols"][0].get("interior", "")
         card.metrics["lungs"] = report["protocols"][0].get("lungs", "")
-        written.append(card.save(card_path))
+        try:
+            written.append(card.save(card_path))
+        except OSError as exc:
+            say(f"The model card {card_path} could not be written ({_os_reason(exc)}); the "
+                f"numbers are in {args.json_out or 'the table above'}.")
+            if not_written is not None:
+                not_written.append(Path(card_path))
     return written
+
+
+def _reproduce_options(args: argparse.Namespace, method: Any) -> list[str]:
+    """The options of this run that change the numbers, where they are not the defaults."""
+    options: list[str] = []
+    if args.protocol:
+        for protocol in args.protocol:
+            options += ["--protocol", protocol]
+    if args.limit:
+        options += ["--limit", str(args.limit)]
+    if args.seed != 0:
+        options += ["--seed", str(args.seed)]
+    if args.device != "auto":
+        options += ["--device", str(args.device)]
+    if args.tile != 256:
+        options += ["--tile", str(args.tile)]
+    if args.overlap != 16:
+        options += ["--overlap", str(args.overlap)]
+    if getattr(args, "allow_train_images", False):
+        options.append("--allow-train-images")
+    return options
 
 
 def eval_progress(protocol: str) -> Callable[[int, int, str], None]:
@@ -640,6 +780,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from engine.sr import bench
 
+    if args.out:
+        check_output_file(args.out, "--out")  # before the benchmark, not after minutes of it
+    card_failed = False
     if args.display:
         report, text = run_display_bench(args.size)
     elif args.memory:
@@ -661,10 +804,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                    isolate=not args.in_process, log=log)
         text = bench.format_speed(report)
         if args.update_card:
-            card_path = speed_to_card(report, args)
-            say(f"speed written to the model card {card_path}")
-    emit_report(report, text, args)
-    return EXIT_OK
+            try:
+                card_path = speed_to_card(report, args)
+                say(f"speed written to the model card {card_path}")
+            except OSError as exc:
+                say(f"The model card could not be written ({_os_reason(exc)}); the numbers "
+                    "follow below.")
+                card_failed = True
+    try:
+        emit_report(report, text, args)
+    except _ReportNotWritten:
+        return EXIT_FAILED
+    return EXIT_FAILED if card_failed else EXIT_OK
 
 
 def speed_to_card(report: dict[str, Any], args: argparse.Namespace) -> Path:
@@ -700,7 +851,17 @@ def _card_of(arch: str) -> Path:
         raise UsageError(f"--update-card needs --arch to name an installed model, not {arch!r}.") from None
     if info.card_path is None:
         raise UsageError(f"The model {arch!r} has no card file to update.")
+    _check_card_writable(Path(info.card_path))
     return info.card_path
+
+
+def _check_card_writable(path: Path) -> None:
+    """Refuse (exit 2) a card that cannot be written: a read-only install, a frozen bundle."""
+    import os
+
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"The model card {path} cannot be written here (read-only); leave out "
+                         "--update-card, or copy the model to a folder you can write.")
 
 
 def run_display_bench(size: int | None = None) -> tuple[dict[str, Any], str]:
@@ -710,19 +871,45 @@ def run_display_bench(size: int | None = None) -> tuple[dict[str, Any], str]:
         raise UsageError("This build has no display benchmark (engine.display.bench).") from None
     result = bench_render(**({"size": size} if size else {}))
     report = result if isinstance(result, dict) else {"result": result}
-    report = {"kind": "display", **report}
+    from engine.provenance import provenance
+
+    report = {"kind": "display", **report, "provenance": provenance()}
     return report, json.dumps(report, indent=2, default=str)
 
 
+def check_output_file(path: str, option: str) -> Path:
+    """A file that can be written: its folder exists and it is not itself a folder (exit 2)."""
+    out = Path(path)
+    if out.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {out / 'bench.json'}.")
+    parent = out.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: the folder {parent} does not exist; create it or "
+                         "choose another file.")
+    return out
+
+
 def emit_report(report: dict[str, Any], text: str, args: argparse.Namespace) -> None:
+    from engine.fileio import atomic_write
+
     data = json.dumps(report, indent=2, default=str)
     if args.out:
-        Path(args.out).write_text(data + "\n", encoding="utf-8")
-        say(f"written to {args.out}")
+        try:
+            atomic_write(args.out, (data + "\n").encode("utf-8"))
+            say(f"written to {args.out}")
+        except OSError as exc:  # the measurement is not lost: the JSON goes to stdout instead
+            say(f"The report could not be written to {args.out} ({_os_reason(exc)}); "
+                "it follows here as JSON.")
+            print(data)
+            raise _ReportNotWritten from None
     if args.json and not args.out:
         print(data)
     else:
         print(text)
+
+
+class _ReportNotWritten(Exception):
+    """bench --out failed after the benchmark; the JSON was printed instead (exit 1)."""
 
 
 # --- parser -------------------------------------------------------------------------------------
@@ -813,6 +1000,9 @@ def _eval_parser(sub: Any) -> None:
     p.add_argument("--update-card", action="store_true",
                    help="write the measured means into each evaluated model's card (metrics, "
                         "per protocol: model, bicubic and Lanczos, whole image, interior and lung fields)")
+    p.add_argument("--allow-train-images", action="store_true",
+                   help="let --update-card record numbers although some inputs are training images "
+                        "of the model (found by name in its card's training.data.train folder)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     _add_runtime_options(p, precision_default="fp32")
     p.set_defaults(func=cmd_eval)

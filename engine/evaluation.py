@@ -364,6 +364,7 @@ def model_method(model: Any, *, device: str = "auto", precision: str = "auto",
     name, path, sha = _model_identity(model)
     enhancer = Enhancer(model, **settings)
     settings["resolved_precision"] = enhancer.precision
+    settings["resolved_device"] = str(enhancer.device)  # "auto" alone does not say where it ran
 
     def run(lr: np.ndarray) -> np.ndarray:
         out = enhancer.enhance(np.ascontiguousarray(lr, dtype=np.float32),
@@ -571,11 +572,57 @@ def result_to_json(result: ProtocolResult) -> dict[str, Any]:
 
 
 def new_report(software: str, inputs: Sequence[str], results: Sequence[ProtocolResult] = (),
-               skipped: dict[str, str] | None = None) -> dict[str, Any]:
+               skipped: dict[str, str] | None = None,
+               provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report `cxr-enhance eval` and `cxr-train eval-chain` write: who made it, from what,
-    one entry per protocol (`result_to_json`), and the images skipped with their sentences."""
-    return {"software": software, "inputs": list(inputs),
-            "protocols": [result_to_json(result) for result in results], "skipped": dict(skipped or {})}
+    one entry per protocol (`result_to_json`), and the images skipped with their sentences; with
+    `provenance` (`engine.provenance.provenance`), also the versions, machine and git commit."""
+    report = {"software": software, "inputs": list(inputs),
+              "protocols": [result_to_json(result) for result in results], "skipped": dict(skipped or {})}
+    if provenance is not None:
+        report["provenance"] = dict(provenance)
+    return report
+
+
+def training_folder(card: Any, *, cwd: Path | None = None, root: Path | None = None) -> Path | None:
+    """The folder a model was trained on, from its card's `training.data.train`, if it is here.
+
+    A relative path is tried against the current folder, then the source checkout's root (where
+    `cxr-train` runs); None when the card names none or no such folder exists on this machine.
+    """
+    training = getattr(card, "training", None) or {}
+    data = training.get("data") if isinstance(training, dict) else None
+    train = data.get("train") if isinstance(data, dict) else None
+    if not isinstance(train, str) or not train.strip():
+        return None
+    path = Path(train).expanduser()
+    if path.is_absolute():
+        candidates = [path]
+    else:
+        from engine.provenance import ROOT
+
+        candidates = [(cwd or Path.cwd()) / path, (root or ROOT) / path]
+    found = next((c for c in candidates if c.is_dir()), None)
+    return found.resolve() if found is not None else None
+
+
+def image_stems(folder: Path) -> set[str]:
+    """The names without suffix of the image files below `folder` (as cxr-train lists them: PNG,
+    JPEG, TIFF, DICOM). Training images are matched by name: the evaluated copy may be another
+    format or sit in another folder."""
+    import os
+
+    suffixes = {*IMAGE_SUFFIXES, ".dcm"}
+    stems: set[str] = set()
+    for _dirpath, _dirs, files in os.walk(folder):
+        stems.update(Path(name).stem for name in files if Path(name).suffix.lower() in suffixes)
+    return stems
+
+
+def training_images(images: Sequence[Path], folder: Path) -> list[Path]:
+    """The images among `images` whose name (stem) is that of a file in the training folder."""
+    stems = image_stems(folder)
+    return [image for image in images if Path(image).stem in stems]
 
 
 def write_report(path: str | Path, report: dict[str, Any]) -> Path:

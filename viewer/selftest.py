@@ -12,7 +12,9 @@ Each check prints one line, ``OK``/``FAIL`` + one sentence + its time:
 - one line per bundled sample image (decoded to modality values through `engine.io`);
 - one line per compressed transfer syntax, decoding a tiny pydicom test file (bundled into
   `resources/selftest/` by build.spec; a source checkout reads them from `pydicom.data`);
-- one line per installed model: one 64x64 tile on the CPU (`--require-model`: none is a failure);
+- torch: a tiny network saved, loaded through its card and run on one 64x64 tile in fp32 and bf16;
+- one line per bundled model (`resources/models/` only: a user's model of the same name must not
+  hide a broken bundle): one 64x64 tile on the CPU (`--require-model`: none is a failure);
 - window: the real main window opens the sample study offscreen and its grab is not blank; also
   reports how long after the process started the first window was shown.
 
@@ -272,17 +274,21 @@ class SelfTest:
             out["text"] = _enhance_tiny_network()
 
     def check_models(self) -> None:
+        models: list[Any] = []
         with self.check("models") as out:
-            from engine.sr.registry import list_models, search_dirs
+            from engine.sr.registry import ENV_MODELS_DIR, list_models
 
-            models = list_models()
+            folders = model_dirs()
+            models = list_models(folders)
             if not models:
-                where = ", ".join(str(d) for d in search_dirs())
+                where = ", ".join(str(d) for d in folders)
                 if self.require_model:
                     raise _Failed(f"no models bundled or installed (searched {where})")
                 out["text"] = f"no models bundled or installed (searched {where}); skipped"
             else:
-                out["text"] = ", ".join(f"{m.name} ({m.source})" for m in models)
+                env = bool(os.environ.get(ENV_MODELS_DIR, "").strip())
+                out["text"] = ", ".join(f"{m.name} ({m.source if env else 'bundled'})"
+                                        for m in models)
         for info in models:
             with self.check(f"model {info.name}") as out:
                 out["text"] = _enhance_one_tile(info)
@@ -369,6 +375,18 @@ def selftest_file(name: str) -> Path | None:
     return Path(found) if found else None
 
 
+def model_dirs() -> list[Path]:
+    """The folders whose models the self-test checks: the bundled `resources/models/` only, so a
+    user's model of the same name (which wins in the registry) cannot hide a bundle that lost or
+    broke its own. CXR_ENHANCE_MODELS_DIR, which replaces the model folders for the whole app
+    (tests, portable installs), replaces this one too."""
+    from engine.sr.registry import ENV_MODELS_DIR, bundled_models_dir, search_dirs
+
+    if os.environ.get(ENV_MODELS_DIR, "").strip():
+        return search_dirs()
+    return [bundled_models_dir()]
+
+
 def _enhance_one_tile(info: Any) -> str:
     import numpy as np
 
@@ -405,9 +423,14 @@ def _enhance_tiny_network() -> str:
         save_model(net, weights, ModelCard(name="selftest-tiny", title="Self-test",
                                            architecture="?"), dtype="fp32")
         done = []
-        for precision in ("fp32", "auto"):
+        # bf16 named, not "auto": auto is fp32 on CPUs without native bf16, and bf16 (which torch
+        # runs on any CPU, emulated where the hardware lacks it) would never be exercised there
+        for precision in ("fp32", "bf16"):
             result = Enhancer(weights.with_suffix(".json"), device="cpu", precision=precision,
                               tile=TILE_INPUT).enhance(image)
+            if result.precision != precision or result.fp32_fallback_tiles:
+                raise _Failed(f"asked for {precision}, the tile ran in {result.precision}"
+                              + (" (recomputed in fp32)" if result.fp32_fallback_tiles else ""))
             if result.image.shape != (TILE_INPUT * 4, TILE_INPUT * 4):
                 raise _Failed(f"output {result.image.shape} instead of {TILE_INPUT * 4}^2")
             if not np.isfinite(result.image).all():

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -27,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.fileio import file_sha256
+from engine.provenance import machine_info, provenance  # shared with `cxr-enhance eval`
 from engine.sr.archs import RRDBNet, SRVGGNetCompact, macs_per_input_pixel
 
 RANDOM_ARCHS: dict[str, Callable[[], torch.nn.Module]] = {
@@ -250,23 +251,20 @@ def add_rates(run: dict[str, Any], macs_per_pixel: float, scale: int, matmul: fl
     run["fraction_of_matmul"] = run["gflops"] / reference if reference else None
 
 
-def machine_info(device: str) -> dict[str, Any]:
-    info: dict[str, Any] = {"device": device, "torch": torch.__version__,
-                            "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                            "platform": platform.platform(), "cpu": _cpu_model()}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
+def report_provenance(arch: str, device: str) -> dict[str, Any]:
+    """engine.provenance's versions, machine and git commit; for an installed model (not a random
+    architecture) also the sha256 of the weights file measured, hashed from the file itself."""
+    found = provenance(device)
+    if arch.lower() not in RANDOM_ARCHS:
+        try:
+            from engine.sr.registry import find_model
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+            weights = find_model(arch).weights_path
+            found["weights_file"] = str(weights)
+            found["weights_sha256"] = file_sha256(weights)
+        except (LookupError, ValueError, OSError):
+            pass
+    return found
 
 
 def load_average() -> list[float] | None:
@@ -290,7 +288,8 @@ def bench_speed(arch: str = "rrdb23", size: int = 128, device: str = "auto", rep
     cost = network_cost(arch)
     report: dict[str, Any] = {"kind": "speed", "arch": arch, "size": size,
                               "output_size": size * cost["scale"], **cost,
-                              "machine": machine_info(dev), "load_average_start": load_average()}
+                              "machine": machine_info(dev), "load_average_start": load_average(),
+                              "provenance": report_provenance(arch, dev)}
     matmul_before = matmul_gflops(matmul_size, device=dev)
     say(f"fp32 matmul {matmul_size}^2: {matmul_before['gflops']:.1f} GFLOP/s")
     runs = []
@@ -335,7 +334,7 @@ def bench_memory(size: int = 2048, arch: str = "compact", device: str = "auto",
     return {"kind": "memory", "arch": arch, "size": size, "output_size": size * scale,
             "output_float32_mb": out_mb, "target_peak_rss_mb": 2500,
             "within_target": run["peak_rss_mb"] < 2500, "machine": machine_info(dev),
-            "load_average": load_average(), "run": run}
+            "provenance": report_provenance(arch, dev), "load_average": load_average(), "run": run}
 
 
 def bf16_fidelity(image_path: str | Path, arch: str = "rrdb23", crop: int = 256,
@@ -368,7 +367,8 @@ def bf16_fidelity(image_path: str | Path, arch: str = "rrdb23", crop: int = 256,
             "raw_output_snr_db": raw_snr,
             "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
             "fp32_output_range": [float(ref.min()), float(ref.max())],
-            "fp32_output_std": float(ref.std()), "machine": machine_info(dev)}
+            "fp32_output_std": float(ref.std()), "machine": machine_info(dev),
+            "provenance": report_provenance(arch, dev)}
 
 
 def raw_output_snr(network: Any, image: np.ndarray, device: str, low: str) -> float | None:
