@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine import __version__
+from engine.sr.ranges import network_range
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FORMATS = ("dicom", "png", "png16", "tiff")
@@ -162,17 +163,6 @@ def value_range_for(image: Any, values: Any) -> tuple[float, float]:
     return 0.0, float(2 ** (16 if _bits(image) > 8 else 8) - 1)
 
 
-def network_range(image: Any) -> tuple[float, float] | None:
-    """What maps to [0, 1] for the network: 0..255 for 8-bit files, as the models were trained.
-
-    16-bit files and DICOM use the image's own min..max (the Enhancer's default): their
-    nominal range says little (12-bit data in 16-bit PNGs would reach the network very dark).
-    """
-    if getattr(image, "is_dicom", False) or _bits(image) > 8:
-        return None
-    return 0.0, 255.0
-
-
 def displays_inverted(image: Any) -> bool:
     """MONOCHROME1 / INVERSE: high values display dark, so the network must see them flipped."""
     from engine.display import shows_inverted
@@ -275,7 +265,8 @@ def enhance_one(job: Job, enhancer: Any, args: argparse.Namespace, label: str) -
     values = job.image.modality_values()
     bar = ProgressBar(label, enabled=not args.quiet)
     try:
-        result = enhancer.enhance(values, progress=bar, value_range=network_range(job.image),
+        result = enhancer.enhance(values, progress=bar,
+                                  value_range=network_range(job.image, values),
                                   inverted=displays_inverted(job.image))
     finally:
         bar.close()

@@ -36,6 +36,7 @@ class EnhanceRequest:
     overlap: int = 16
     inverted: bool = False  # MONOCHROME1: the network sees the image as displayed (bone bright)
     threads: int = 0  # CPU threads for torch (process-wide); 0 = one per core
+    value_range: tuple[float, float] | None = None  # -> [0, 1] for the network (engine.sr.ranges)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -157,6 +158,7 @@ class EnhanceWorker(QObject):
             result = enhancer.enhance(self.request.values, progress=self._on_progress,
                                       cancel=self.cancel_event, on_tile=self._on_tile,
                                       region=self.request.region,
+                                      value_range=self.request.value_range,
                                       inverted=self.request.inverted)
         except EnhanceCancelled:
             self.cancelled.emit()

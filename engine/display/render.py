@@ -168,7 +168,8 @@ def image_windows(image: Image, values: np.ndarray | None = None) -> list[Window
         values = image.modality_values()
     windows = list(getattr(image, "windows", []) or [])
     windows += [voi_lut_window(lut) for lut in getattr(image, "voi_luts", []) or []]
-    windows += [auto_window(values), full_range_window(values)]
+    padding = getattr(image, "padding", None)
+    windows += [auto_window(values, padding), full_range_window(values, padding)]
     return windows
 
 
@@ -178,7 +179,7 @@ def default_window(image: Image) -> Window:
         return image.windows[0]
     if getattr(image, "voi_lut", None) is not None:
         return voi_lut_window(image.voi_lut)
-    return auto_window(image.modality_values())
+    return auto_window(image.modality_values(), getattr(image, "padding", None))
 
 
 def render_image(image: Image, window: Window | None = None, invert: bool = False) -> np.ndarray:

@@ -139,33 +139,46 @@ def voi_lut_window(voi_lut: Lut) -> Window:
     return Window(center, float(voi_lut.entries), explanation, LUT_FUNCTION, voi_lut)
 
 
-def full_range_window(values: np.ndarray) -> Window:
-    """A LINEAR_EXACT window from the smallest to the largest finite value."""
-    low, high = finite_range(values)
+def full_range_window(values: np.ndarray, padding: tuple[float, float] | None = None) -> Window:
+    """A LINEAR_EXACT window from the smallest to the largest finite value; `padding` (low, high)
+    values (Pixel Padding Value) are not part of the image and do not count."""
+    low, high = finite_range(without_padding(values, padding))
     return _span_window(low, high, "Full range")
 
 
-def auto_window(values: np.ndarray) -> Window:
+def without_padding(values: np.ndarray, padding: tuple[float, float] | None) -> np.ndarray:
+    """The values outside the inclusive `padding` range (a 1-D array), or `values` themselves
+    when there is no padding or nothing else is left."""
+    arr = np.asarray(values)
+    if padding is None:
+        return arr
+    low, high = padding
+    kept = arr[(arr < low) | (arr > high) | ~np.isfinite(arr)]
+    return kept if kept.size else arr
+
+
+def auto_window(values: np.ndarray, padding: tuple[float, float] | None = None) -> Window:
     """A window fitted to the body, ignoring collimation borders and burned-in labels.
 
     Looks only at the central 70% of rows and columns (shutters and labels sit at the edges),
     drops values equal to the image's extremes (saturation, padding, white text), then spans the
     0.5th..99.5th percentiles of what is left, widened by 5% each side so the densest and the
     most lucent body parts keep some detail. Sub-samples to ~250k pixels so it stays fast.
+    `padding` (low, high) values (Pixel Padding Value) are left out first.
     """
     arr = np.asarray(values)
     if arr.ndim != 2 or arr.size == 0:
-        return full_range_window(arr)
+        return full_range_window(arr, padding)
     rows, cols = arr.shape
     r0, r1 = int(rows * 0.15), max(int(rows * 0.85), int(rows * 0.15) + 1)
     c0, c1 = int(cols * 0.15), max(int(cols * 0.85), int(cols * 0.15) + 1)
     centre = arr[r0:r1, c0:c1]
     step = max(1, int(np.sqrt(centre.size / 250_000)))
-    sample = centre[::step, ::step].ravel()
+    sample = without_padding(centre[::step, ::step].ravel(), padding)
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
-        return full_range_window(arr)
-    low_all, high_all = finite_range(arr)
+        return full_range_window(arr, padding)
+    low_all, high_all = finite_range(without_padding(arr, padding))
     body = sample[(sample > low_all) & (sample < high_all)]
     if body.size < max(16, sample.size // 100):
         body = sample

@@ -199,6 +199,10 @@ def _image(source: Source, ds: Dataset, frame: int, frames: int, rows: int, colu
     def load() -> np.ndarray:
         return pixels.modality_values(frame, lut=modality_lut, slope=slope, intercept=intercept)
 
+    padding = None
+    if photometric in ("MONOCHROME1", "MONOCHROME2"):
+        padding = pixel_padding(ds, signed, modality_lut, slope, intercept)
+
     shape = _text(ds, "PresentationLUTShape").upper() or None
     return Image(
         path=source.path, loader=load, source_file=source.file, frame=frame, frames=frames,
@@ -211,8 +215,40 @@ def _image(source: Source, ds: Dataset, frame: int, frames: int, rows: int, colu
         instance_number=_integer(ds.get("InstanceNumber")), modality=_text(ds, "Modality"),
         lossy=is_lossy(ds), bits_stored=_integer(ds.get("BitsStored")) or 8, is_dicom=True,
         transfer_syntax=transfer_syntax, rescale_slope=slope, rescale_intercept=intercept,
-        modality_lut=modality_lut, pixel_representation=1 if signed else 0,
+        modality_lut=modality_lut, pixel_representation=1 if signed else 0, padding=padding,
     )
+
+
+def pixel_padding(ds: Dataset, signed: bool, lut: Lut | None = None, slope: float = 1.0,
+                  intercept: float = 0.0) -> tuple[float, float] | None:
+    """Pixel Padding Value (0028,0120), with Pixel Padding Range Limit (0028,0121) when present,
+    PS3.3 C.7.5.1.1.2: stored values that are not part of the image (the area outside a
+    collimated or circular field, say), as the modality values (low, high) they map to. None
+    when the file has no (readable) padding value."""
+    stored = [_stored_number(ds, keyword, signed)
+              for keyword in ("PixelPaddingValue", "PixelPaddingRangeLimit")]
+    if stored[0] is None:
+        return None
+    ends = np.array([stored[0], stored[0] if stored[1] is None else stored[1]], np.float64)
+    mapped = modality_values(ends, lut=lut, slope=slope, intercept=intercept)
+    return float(mapped.min()), float(mapped.max())
+
+
+def _stored_number(ds: Dataset, keyword: str, signed: bool) -> int | None:
+    """A US-or-SS value: pydicom reads it as a number, or as raw bytes when the VR stayed
+    ambiguous; a multi-valued or unreadable one counts as absent."""
+    try:
+        value = ds.get(keyword)
+    except Exception:  # noqa: BLE001 - an unreadable optional value
+        return None
+    if isinstance(value, bytes | bytearray):
+        if len(value) != 2:
+            return None
+        return int.from_bytes(value, "little", signed=signed)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def file_windows(ds: Dataset, frame: int = 0, function: str = "LINEAR") -> list[Window]:

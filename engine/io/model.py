@@ -72,6 +72,9 @@ class Image:
     rescale_intercept: float = 0.0
     modality_lut: Lut | None = field(default=None, repr=False)
     pixel_representation: int = 0
+    # Pixel Padding Value / Range Limit (PS3.3 C.7.5.1.1.2) as modality values (low, high),
+    # inclusive: pixels in it are not part of the image (windows and Enhance's range skip them)
+    padding: tuple[float, float] | None = None
     _cache: np.ndarray | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

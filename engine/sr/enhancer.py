@@ -184,7 +184,8 @@ class Enhancer:
         # network value = (value - offset) / span; an inverted image maps hi to 0 and lo to 1.
         offset, span = (hi, lo - hi) if inverted else (lo, hi - lo)
         if span != 0:
-            normalised = (values - np.float32(offset)) / np.float32(span)
+            # Values outside the range (Pixel Padding left out of it, say) are clipped to its ends
+            normalised = np.clip((values - np.float32(offset)) / np.float32(span), 0.0, 1.0)
         else:  # a constant image: any network output maps back to the constant
             normalised = np.zeros_like(values)
         loaded = self._loaded()
