@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from functools import lru_cache
 from pathlib import Path
@@ -91,12 +92,22 @@ def resolve_precision(spec: str | torch.dtype, device: torch.device) -> torch.dt
     if spec not in PRECISIONS:
         raise DeviceError(f"Unknown precision {spec!r}; use auto, fp32, fp16 or bf16.")
     dtype = PRECISIONS[spec]
-    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+    if device.type == "cuda" and dtype == torch.bfloat16 and not cuda_has_native_bf16(device):
         raise DeviceError("This GPU cannot compute in bf16; use fp16 or fp32.")
     if dtype != torch.float32 and not autocast_works(device, dtype):
         raise DeviceError(f"This PyTorch cannot compute in {spec} on {device.type.upper()}; "
                           "use fp32.")
     return dtype
+
+
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """Whether this GPU (the device's own index, not the current one) computes bf16 in hardware
+    (Ampere and later); torch's default check also says yes where it is only emulated."""
+    with torch.cuda.device(device):
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # PyTorch < 2.4: no emulation to count
+            return bool(torch.cuda.is_bf16_supported())
 
 
 def autocast_works(device: torch.device, dtype: torch.dtype) -> bool:
@@ -156,15 +167,33 @@ def precision_name(dtype: torch.dtype) -> str:
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager[object]:
-    """The context that runs convolutions in `dtype` (nothing to do for fp32)."""
+    """The context that runs convolutions in `dtype`. fp32 on CUDA turns cuDNN's TF32 off for
+    the duration: PyTorch's default lets "fp32" convolutions run with a 10-bit mantissa on
+    Ampere and later, so a result (and a benchmark's reference) labelled fp32 would not be."""
     if dtype == torch.float32:
-        return contextlib.nullcontext()
+        return _no_tf32() if device.type == "cuda" else contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _no_tf32() -> Iterator[None]:
+    try:
+        before: bool | None = bool(torch.backends.cudnn.allow_tf32)
+    except RuntimeError:  # the caller mixed torch's old and new TF32 switches: leave them be
+        yield
+        return
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
 
 
 # How the backends word it: CUDA, MPS and cuDNN "out of memory"; torch's CPU allocator
 # "DefaultCPUAllocator: can't allocate memory: ... (Cannot allocate memory)" on Linux and
 # "... not enough memory: ..." on Windows.
+# torch.OutOfMemoryError is PyTorch 2.4+; before it only the CUDA one existed
+_TORCH_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 _OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory",
                   "not enough memory")
 
@@ -172,7 +201,7 @@ _OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate mem
 def is_out_of_memory(exc: BaseException) -> bool:
     """CUDA's OutOfMemoryError, Python's MemoryError, or the RuntimeError other backends (the
     CPU allocator, MPS, cuDNN) raise for it."""
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+    if isinstance(exc, (_TORCH_OOM, MemoryError)):
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and any(words in text for words in _OUT_OF_MEMORY)

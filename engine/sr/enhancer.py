@@ -9,6 +9,7 @@ worker thread can show a progressive picture and stop promptly.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import weakref
@@ -233,7 +234,12 @@ def _cached_model(info: ModelInfo, device: torch.device) -> _Loaded:
     # The file's time and size are in the key so a replaced model file is read again. The
     # precision is not: autocast leaves the weights in fp32, so fp32 and bf16/fp16 runs share
     # one copy (and its lock).
-    key = (str(weights), stat.st_mtime_ns, stat.st_size, str(device))
+    # The card is too: two cards may name one weights file with different networks (a bare
+    # file's described card and an installed one, say), and each must get its own.
+    card = info.card
+    network = "" if card is None else json.dumps(
+        [card.name, card.architecture, card.params, card.scale], sort_keys=True, default=str)
+    key = (str(weights), stat.st_mtime_ns, stat.st_size, str(device), network)
     with _cache_lock:  # held while loading so two threads never load the same model twice
         if key in _cache:
             _cache.move_to_end(key)

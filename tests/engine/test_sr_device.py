@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -27,6 +29,7 @@ def machine(monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus if cuda else 0)
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: cuda_bf16)
+        monkeypatch.setattr(torch.cuda, "device", lambda _d: contextlib.nullcontext())
         monkeypatch.setattr(dev, "_mps_available", lambda: mps)
         monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: bf16)
 
@@ -147,3 +150,32 @@ def test_set_cpu_threads_clamps_to_the_cores_and_zero_means_all() -> None:
             dev.set_cpu_threads(-1)
     finally:
         torch.set_num_threads(before)
+
+
+def test_fp32_on_cuda_turns_tf32_off_for_the_run_and_back_after():
+    # PyTorch lets "fp32" cuDNN convolutions run in TF32 by default; a result labelled fp32 must
+    # not be. The switch is plain Python state, so this runs without a GPU.
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        with dev.autocast(torch.device("cuda"), torch.float32):
+            assert torch.backends.cudnn.allow_tf32 is False
+        assert torch.backends.cudnn.allow_tf32 is True
+        with dev.autocast(torch.device("cpu"), torch.float32):
+            assert torch.backends.cudnn.allow_tf32 is True  # nothing to do on the CPU
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
+def test_bf16_on_a_gpu_asks_for_hardware_bf16_not_emulation(monkeypatch):
+    asked = []
+
+    def supported(including_emulation=True):
+        asked.append(including_emulation)
+        return including_emulation  # a Turing card: emulated only
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
+    monkeypatch.setattr(torch.cuda, "device", lambda _d: contextlib.nullcontext())
+    assert dev.cuda_has_native_bf16(torch.device("cuda:1")) is False and asked == [False]
+    with pytest.raises(dev.DeviceError, match="cannot compute in bf16"):
+        dev.resolve_precision("bf16", torch.device("cuda"))

@@ -367,3 +367,20 @@ def test_broken_model_file_becomes_an_enhance_error(models_dir):
     (models_dir / "fast.safetensors").write_bytes(data[:100])
     with pytest.raises(EnhanceError, match="sha256|truncated"):
         Enhancer("fast", device="cpu").enhance(IMAGE[:8, :8])
+
+
+def test_two_cards_naming_one_weights_file_get_their_own_networks(models_dir):
+    # The model cache was keyed by the weights file alone: a second card naming the same file with
+    # another network (here: no bicubic/nearest residual) silently got the first card's network.
+    import dataclasses
+
+    from engine.sr.registry import ModelInfo
+
+    card = save_model(tiny_compact(feat=4), models_dir / "fast.safetensors",
+                      ModelCard(name="fast", title="Fast", architecture="?"), dtype="fp32")
+    weights = models_dir / "fast.safetensors"
+    other = dataclasses.replace(card, params={**card.params, "upsample_residual": None})
+    small = IMAGE[:12, :12]
+    first = Enhancer(ModelInfo(card, weights), device="cpu", precision="fp32").enhance(small)
+    second = Enhancer(ModelInfo(other, weights), device="cpu", precision="fp32").enhance(small)
+    assert np.abs(first.image - second.image).max() > 1.0
