@@ -63,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_stall.main([a for a in argv if a != "--bench-stall"])
     args = parse_args(argv)
+    from viewer.settings import override_problem
+
+    for name in ("device", "tile"):
+        value = getattr(args, name)
+        problem = None if value is None else override_problem(name, value)
+        if problem:
+            print(f"cxr-viewer: {problem}", file=sys.stderr)
+            return 2
     if sys.platform == "win32":
         # torch >= 2.9 on Windows must load its DLLs before Qt's; elsewhere torch loads lazily
         # on the first Enhance so the window opens fast.
@@ -91,11 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         args.settings = str(Path(temp_settings.name) / "settings.ini")
     store = settings_mod.open_store(args.settings)
     window = MainWindow(store, model_override=args.model)
-    for name in ("theme", "device", "tile", "scope"):
-        value = getattr(args, name)
-        if value:
-            setattr(window.settings, name, value)
-    window.apply_settings()
+    # For this run only: the options are used, never written into the user's settings.
+    window.set_overrides(**{name: getattr(args, name)
+                            for name in ("theme", "device", "tile", "scope")
+                            if getattr(args, name) is not None})
 
     if headless:
         from viewer.screenshot import take_screenshot

@@ -59,24 +59,31 @@ def image_context(image: Any, study: Any = None, series: Any = None) -> ImageCon
 
 
 class ScanWorker(QObject):
-    found = Signal(object, object)  # [(image, context)], [problem]
-    progress = Signal(int, int)  # done, total (-1 unknown)
-    scanned = Signal()
-    thumbnail = Signal(int, QImage)  # image index, thumbnail
+    """Every signal carries the scan's generation: the browser drops those of a replaced scan
+    (queued batches of an old folder must never reach the new folder's tree)."""
+
+    found = Signal(int, object, object)  # generation, [(image, context)], [problem]
+    progress = Signal(int, int, int)  # generation, done, total (-1 unknown)
+    scanned = Signal(int)  # generation; not sent when the scan was cancelled
+    thumbnail = Signal(int, int, QImage)  # generation, image index, thumbnail
     finished = Signal()
 
-    def __init__(self, path: Path, cancel: threading.Event, *, thumbnails: bool = True) -> None:
+    def __init__(self, path: Path, cancel: threading.Event, *, thumbnails: bool = True,
+                 generation: int = 0) -> None:
         super().__init__()
         self.path = path
         self.cancel = cancel
         self.thumbnails = thumbnails
+        self.generation = generation
         self._images: list[Any] = []
 
     @Slot()
     def run(self) -> None:
         try:
             self._scan()
-            self.scanned.emit()
+            if self.cancel.is_set():
+                return  # replaced or closing: the scan did not finish, so never say it did
+            self.scanned.emit(self.generation)
             if self.thumbnails:
                 self._make_thumbnails()
         finally:
@@ -98,16 +105,17 @@ class ScanWorker(QObject):
                 elif event.kind == "problem" and event.problem is not None:
                     problems.append(event.problem)
                 elif event.kind == "progress":
-                    self.progress.emit(event.done, -1 if event.total is None else event.total)
+                    total = -1 if event.total is None else event.total
+                    self.progress.emit(self.generation, event.done, total)
                 if (images or problems) and (time.monotonic() - last > BATCH_SECONDS
                                              or len(self._images) == 1 and images):
-                    self.found.emit(images, problems)
+                    self.found.emit(self.generation, images, problems)
                     images, problems = [], []
                     last = time.monotonic()
         except Exception as exc:  # noqa: BLE001 - a scan that dies becomes one problem row
             problems.append(_ScanFailure(self.path, f"Scanning stopped: {exc}"))
         if images or problems:
-            self.found.emit(images, problems)
+            self.found.emit(self.generation, images, problems)
 
     def _make_thumbnails(self) -> None:
         from engine import display
@@ -133,7 +141,7 @@ class ScanWorker(QObject):
             qimage = frame_to_qimage(frame).scaled(
                 THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
                 Qt.TransformationMode.SmoothTransformation)
-            self.thumbnail.emit(index, qimage)
+            self.thumbnail.emit(self.generation, index, qimage)
 
 
 @dataclass(frozen=True)
@@ -181,39 +189,77 @@ class StudyBrowser(QWidget):
         self._nodes: dict[tuple, QTreeWidgetItem] = {}
         self._thread: QThread | None = None
         self._worker: ScanWorker | None = None
+        # Every scan thread that has not ended yet, the current one included. A QThread must
+        # outlive its run (destroying a running one aborts the process), and a cancelled scan
+        # ends only at its next check between files, so replaced scans are kept here until
+        # their thread says it finished.
+        self._running: list[tuple[QThread, ScanWorker]] = []
+        self._generation = 0
         self._cancel = threading.Event()
         self.scanning = False
         self.root: Path | None = None
 
     # -- scanning ------------------------------------------------------------------------------
     def scan(self, path: Path, *, thumbnails: bool = True) -> None:
+        """Scan `path`, replacing any scan in progress at once (the old one ends by itself)."""
         self.stop()
         self.clear()
         self.root = path
         self.scanning = True
         self.status.setText(f"Scanning {path.name or path} \N{HORIZONTAL ELLIPSIS}")
+        self._generation += 1
         self._cancel = threading.Event()
-        self._thread = QThread()
-        self._thread.setObjectName("scan")
-        self._worker = ScanWorker(path, self._cancel, thumbnails=thumbnails)
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.found.connect(self._on_found)
-        self._worker.progress.connect(self._on_progress)
-        self._worker.scanned.connect(self._on_scanned)
-        self._worker.thumbnail.connect(self._on_thumbnail)
-        self._worker.finished.connect(self._thread.quit)
-        self._thread.start()
+        thread = QThread()
+        thread.setObjectName("scan")
+        worker = ScanWorker(path, self._cancel, thumbnails=thumbnails,
+                            generation=self._generation)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.found.connect(self._on_found)
+        worker.progress.connect(self._on_progress)
+        worker.scanned.connect(self._on_scanned)
+        worker.thumbnail.connect(self._on_thumbnail)
+        # Direct: the thread ends itself, even while the UI thread is busy or waits for it.
+        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        thread.finished.connect(self._reap)
+        self._thread, self._worker = thread, worker
+        self._running.append((thread, worker))
+        thread.start()
 
-    def stop(self, wait_ms: int = 10_000) -> None:
-        """Cancel a running scan and wait for its thread (between files, so it is quick)."""
+    def stop(self) -> None:
+        """Cancel the scan in progress without waiting for it: its thread ends at the next file
+        (see wait()); whatever it still sends is dropped, being of an old generation."""
         self._cancel.set()
-        if self._thread is not None:
-            self._thread.quit()
-            self._thread.wait(wait_ms)
+        self._generation += 1
         self._thread = None
         self._worker = None
         self.scanning = False
+
+    def wait(self, ms: int | None = None) -> bool:
+        """Wait for every scan thread to end (all of them when ms is None); True when none runs.
+        For closing: call stop() first."""
+        deadline = None if ms is None else time.monotonic() + ms / 1000
+        for thread, _worker in list(self._running):
+            thread.quit()  # its event loop ends once the worker's run() has returned
+            if deadline is None:
+                thread.wait()
+            elif not thread.wait(max(0, int((deadline - time.monotonic()) * 1000))):
+                return False
+        self._reap()
+        return not self._running
+
+    def running_threads(self) -> int:
+        return len(self._running)
+
+    @Slot()
+    def _reap(self) -> None:
+        """Let go of scan threads that have ended (a QThread is deleted only once it has)."""
+        for entry in list(self._running):
+            thread = entry[0]
+            if thread.isFinished() and thread.wait(1000):
+                self._running.remove(entry)
+                if thread is self._thread:
+                    self._thread = self._worker = None
 
     def clear(self) -> None:
         self._follow.stop()
@@ -223,8 +269,10 @@ class StudyBrowser(QWidget):
         self._items.clear()
         self._nodes.clear()
 
-    @Slot(object, object)
-    def _on_found(self, images: list, problems: list) -> None:
+    @Slot(int, object, object)
+    def _on_found(self, generation: int, images: list, problems: list) -> None:
+        if generation != self._generation:
+            return  # sent by a scan that has been replaced
         first = not self.images
         for image, context in images:
             self._add(image, context)
@@ -237,23 +285,34 @@ class StudyBrowser(QWidget):
                 self.tree.expandAll()
         self._update_status()
 
-    @Slot(int, int)
-    def _on_progress(self, done: int, total: int) -> None:
+    @Slot(int, int, int)
+    def _on_progress(self, generation: int, done: int, total: int) -> None:
+        if generation != self._generation:
+            return
         self.scanProgress.emit(done, total)
         suffix = f" {done}/{total}" if total > 0 else f" {done}"
         self.status.setText(f"Scanning\N{HORIZONTAL ELLIPSIS}{suffix} files")
 
-    @Slot()
-    def _on_scanned(self) -> None:
+    @Slot(int)
+    def _on_scanned(self, generation: int) -> None:
+        if generation != self._generation:
+            return
         self.scanning = False
         self.tree.expandAll()
         self._update_status()
         self.scanFinished.emit()
 
-    @Slot(int, QImage)
-    def _on_thumbnail(self, index: int, qimage: QImage) -> None:
-        if 0 <= index < len(self._items):
-            self._items[index].setIcon(0, QIcon(QPixmap.fromImage(qimage)))
+    @Slot(int, int, QImage)
+    def _on_thumbnail(self, generation: int, index: int, qimage: QImage) -> None:
+        if generation != self._generation or not 0 <= index < len(self._items):
+            return
+        pixmap = QPixmap.fromImage(qimage)
+        icon = QIcon()
+        # The same picture when the row is selected: Qt would otherwise tint the thumbnail with
+        # the selection colour, which misrepresents the image's grey levels.
+        for mode in (QIcon.Mode.Normal, QIcon.Mode.Selected, QIcon.Mode.Active):
+            icon.addPixmap(pixmap, mode)
+        self._items[index].setIcon(0, icon)
 
     def _update_status(self) -> None:
         n = len(self.images)

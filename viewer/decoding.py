@@ -8,6 +8,10 @@ has its own GIL. Uncompressed DICOM and PNG/TIFF (Pillow releases the GIL) decod
 The child uses only engine.io's public API (scan the file, pick the frame, modality_values), so
 no file parsing lives here. If the helper process cannot start (a locked-down or frozen
 environment), decoding falls back to the calling thread.
+
+A decode that has not answered after TIMEOUT_S seconds (engine.io.isolation's limit for a hung
+decoder) is given up: its helper is killed, the image gets one sentence (DecodeTimeout), and the
+next image starts a fresh helper. Closing the window kills the helpers instead of waiting.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -31,9 +36,28 @@ UNCOMPRESSED = frozenset({
     "",
 })
 
+# Seconds a helper may take for one image; None: engine.io.isolation.TIMEOUT_S.
+TIMEOUT_S: float | None = None
+
 _lock = threading.Lock()
 _pools: dict[str, ProcessPoolExecutor] = {}
 _disabled = False
+
+
+class DecodeTimeout(RuntimeError):
+    """A helper did not finish decoding an image in time; the message is one sentence."""
+
+
+class DecodeStopped(RuntimeError):
+    """The helpers were stopped (the window is closing) while this image was decoding."""
+
+
+def timeout_s() -> float:
+    if TIMEOUT_S is not None:
+        return float(TIMEOUT_S)
+    from engine.io.isolation import TIMEOUT_S as isolation_timeout
+
+    return float(isolation_timeout)
 
 
 def needs_helper(image: Any) -> bool:
@@ -54,17 +78,34 @@ def modality_values(image: Any, *, lane: str = "view") -> np.ndarray:
     if pool is None:
         return image.modality_values()
     source = getattr(image, "source_file", None) or image.path
+    limit = timeout_s()
+    name = Path(str(image.path)).name
     try:
         future = pool.submit(_decode_in_child, str(source), str(image.path), int(image.frame))
-        values = future.result()
-    except BrokenProcessPool:
+    except (OSError, RuntimeError):  # BrokenProcessPool is a RuntimeError too
+        if _is_stopped(pool):  # killed on purpose: decoding here could hang the same way
+            raise DecodeStopped(f"Decoding {name} was stopped.") from None
+        if isinstance(pool, ProcessPoolExecutor) and (
+                getattr(pool, "_broken", False) or getattr(pool, "_shutdown_thread", False)):
+            _discard(lane, pool)  # broken or shut down meanwhile: a fresh one next time
+        else:
+            _give_up()  # no helper can be started here
+        return image.modality_values()
+    try:
+        values = future.result(timeout=limit)
+    except FutureTimeout:
+        # A decoder hung in the helper (which decodes without isolation). Kill that helper so
+        # the lane's next image gets a fresh one, and say so for this image only.
+        _discard(lane, pool, kill=True)
+        raise DecodeTimeout(f"Decoding {name} took longer than {limit:.0f} s, so it was "
+                            "stopped; choose another image, or this one again to retry.") from None
+    except (BrokenProcessPool, CancelledError):
+        if _is_stopped(pool):
+            raise DecodeStopped(f"Decoding {name} was stopped.") from None
         # The helper died (a decoder crashed on this file, or it was killed). Start a fresh one
         # next time and decode here: engine.io runs the decoders that can crash (GDCM) in a
         # process of its own (engine.io.isolation), so a damaged file becomes one sentence.
         _discard(lane, pool)
-        return image.modality_values()
-    except (OSError, RuntimeError):
-        _give_up()
         return image.modality_values()
     values.flags.writeable = False
     return values
@@ -94,11 +135,30 @@ def _child_init() -> None:
     isolation.set_enabled(False)
 
 
-def _discard(lane: str, pool: ProcessPoolExecutor) -> None:
+def _discard(lane: str, pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
     with _lock:
         if _pools.get(lane) is pool:
             del _pools[lane]
+    if kill:
+        _kill(pool)
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _is_stopped(pool: ProcessPoolExecutor) -> bool:
+    """Whether the pool was ended on purpose (a timeout, closing): its waiting callers must not
+    fall back to decoding in-process, which could hang the same way."""
+    return bool(getattr(pool, "_cxr_stopped", False))
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """End the pool's processes now: a hung decode never returns, and waiting for it (at exit,
+    concurrent.futures joins them) would keep the viewer from quitting."""
+    pool._cxr_stopped = True  # type: ignore[attr-defined]  # see _is_stopped
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.kill()
+        except (OSError, AttributeError, ValueError):
+            pass
 
 
 def _give_up() -> None:
@@ -108,15 +168,25 @@ def _give_up() -> None:
 
 
 def shutdown() -> None:
-    """Stop the helper processes (closing the window)."""
+    """Stop the helper processes (closing the window): killed, not waited for, so a decode that
+    hangs cannot keep the viewer from exiting. The next decode starts fresh ones."""
     with _lock:
         pools = list(_pools.values())
         _pools.clear()
     for pool in pools:
+        _kill(pool)
         pool.shutdown(wait=False, cancel_futures=True)
 
 
 atexit.register(shutdown)
+# concurrent.futures joins its helper processes in threading's exit hooks, which run before
+# atexit's (and last registered, first run): kill hung helpers before that join.
+_register_thread_exit = getattr(threading, "_register_atexit", None)
+if _register_thread_exit is not None:
+    try:
+        _register_thread_exit(shutdown)
+    except RuntimeError:  # imported while the interpreter is already shutting down
+        pass
 
 
 def _decode_in_child(source_file: str, path: str, frame: int) -> np.ndarray:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import html
 import os
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -28,7 +31,19 @@ from PySide6.QtWidgets import (
 )
 
 from engine.sr.card import protocol_gains, quality_rows, short_value
-from viewer.settings import DEVICES, INTERPOLATIONS, PRECISIONS, SCOPES, THEMES, ViewerSettings
+from viewer.settings import (
+    DEVICES,
+    DRAG_SPEED_RANGE,
+    INTERPOLATIONS,
+    PRECISIONS,
+    SCOPES,
+    THEMES,
+    TILE_RANGE,
+    ViewerSettings,
+    is_device,
+)
+
+FP16_ON_CPU = "fp16 is much slower than fp32 on a CPU; use auto or bf16."
 
 NIH_URL = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
 ATTRIBUTION_HTML = (
@@ -93,9 +108,38 @@ def model_tooltip(info: Any) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class DeviceAvailability:
+    """What engine.sr.device says of this machine: why each unusable device cannot be used, and
+    what `auto` picks ("cpu", "cuda" or "mps")."""
+
+    unavailable: dict[str, str] = field(default_factory=dict)
+    auto: str = "cpu"
+
+
+def device_availability(specs: tuple[str, ...] | list[str] = DEVICES) -> DeviceAvailability:
+    """Ask engine.sr.device (this imports torch: call it off the UI thread unless torch is
+    imported already)."""
+    from engine.sr.device import resolve_device
+
+    found = DeviceAvailability(auto=resolve_device("auto").type)
+    for spec in specs:
+        if spec in ("auto", "cpu"):
+            continue
+        try:
+            resolve_device(spec)
+        except Exception as exc:  # noqa: BLE001 - DeviceError, or torch unable to ask
+            found.unavailable[spec] = str(exc).split(";")[0].rstrip(".") + "."
+    return found
+
+
 class SettingsDialog(QDialog):
+    """`devices`: a DeviceAvailability (tests); by default asked of engine.sr.device, at once when
+    torch is loaded already, else in the background so that opening the dialog stays instant."""
+
     def __init__(self, settings: ViewerSettings, parent: QWidget | None = None,
-                 models: list[Any] | None = None) -> None:
+                 models: list[Any] | None = None,
+                 devices: DeviceAvailability | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.settings = settings
@@ -123,12 +167,20 @@ class SettingsDialog(QDialog):
         row.addWidget(browse)
         form.addRow("Model", row)
 
-        self.device = _combo(DEVICES, settings.device)
+        self.device = _combo(DEVICES, settings.device, extra=is_device)
         form.addRow("Device", self.device)
         self.precision = _combo(PRECISIONS, settings.precision)
         form.addRow("Precision", self.precision)
+        self.device_note = QLabel("")
+        self.device_note.setObjectName("settingsWarning")
+        self.device_note.setWordWrap(True)
+        self.device_note.hide()
+        form.addRow("", self.device_note)
+        self.devices: DeviceAvailability | None = None
+        self.device.currentIndexChanged.connect(self._update_device_note)
+        self.precision.currentIndexChanged.connect(self._update_device_note)
         self.tile = QSpinBox()
-        self.tile.setRange(64, 1024)
+        self.tile.setRange(*TILE_RANGE)
         self.tile.setSingleStep(64)
         self.tile.setValue(settings.tile)
         self.tile.setSuffix(" px")
@@ -159,7 +211,7 @@ class SettingsDialog(QDialog):
         form.addRow("Window drag", self.reverse_width)
         form.addRow("", self.reverse_level)
         self.sensitivity = QDoubleSpinBox()
-        self.sensitivity.setRange(0.1, 10.0)
+        self.sensitivity.setRange(*DRAG_SPEED_RANGE)
         self.sensitivity.setSingleStep(0.1)
         self.sensitivity.setValue(settings.drag_sensitivity)
         self.sensitivity.setSuffix(" x")
@@ -175,6 +227,66 @@ class SettingsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(buttons)
+
+        if devices is not None:
+            self.set_devices(devices)
+        else:
+            self._ask_devices()
+        self._update_device_note()
+
+    # -- devices -------------------------------------------------------------------------------
+    def _ask_devices(self) -> None:
+        specs = [self.device.itemData(i) for i in range(self.device.count())]
+        if "torch" in sys.modules:  # already paid for: ask now
+            try:
+                self.set_devices(device_availability(specs))
+            except Exception:  # noqa: BLE001 - unknown: every device stays offered
+                pass
+            return
+        from shiboken6 import isValid
+
+        from viewer.tasks import run_in_background
+
+        def done(found: DeviceAvailability) -> None:
+            if isValid(self):  # the dialog may be gone already
+                self.set_devices(found)
+
+        run_in_background(lambda: device_availability(specs), done, lambda _exc: None)
+
+    def set_devices(self, devices: DeviceAvailability) -> None:
+        """Mark the devices this machine cannot use as "(not available)" and not choosable."""
+        self.devices = devices
+        model = self.device.model()
+        for i in range(self.device.count()):
+            spec = self.device.itemData(i)
+            reason = devices.unavailable.get(spec)
+            if reason is None:
+                continue
+            self.device.setItemText(i, f"{spec} (not available)")
+            self.device.setItemData(i, reason, Qt.ItemDataRole.ToolTipRole)
+            if isinstance(model, QStandardItemModel) and i != self.device.currentIndex():
+                model.item(i).setEnabled(False)
+        self._update_device_note()
+
+    def _runs_on_cpu(self) -> bool | None:
+        device = self.device.currentData()
+        if device == "cpu":
+            return True
+        if self.devices is None:
+            return None  # not known yet
+        if device == "auto":
+            return self.devices.auto == "cpu"
+        return False
+
+    def _update_device_note(self) -> None:
+        device = self.device.currentData()
+        text = ""
+        if self.devices is not None and device in self.devices.unavailable:
+            text = f"{self.devices.unavailable[device].rstrip('.')}; choose auto or cpu."
+        elif self.precision.currentData() == "fp16" and self._runs_on_cpu():
+            text = FP16_ON_CPU
+        self.device_note.setText(text)
+        self.device_note.setVisible(bool(text))
 
     def _browse_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -211,19 +323,38 @@ class SettingsDialog(QDialog):
         ).validated()
 
 
-def _combo(values: tuple[str, ...], current: str, labels: dict[str, str] | None = None) -> QComboBox:
+def _combo(values: tuple[str, ...], current: str, labels: dict[str, str] | None = None,
+           extra: Any = None) -> QComboBox:
+    """A choice among `values`; a current value not among them that `extra(value)` accepts
+    (a device such as cuda:1) is added, so that OK never changes it behind the user's back."""
     combo = QComboBox()
     for v in values:
         combo.addItem((labels or {}).get(v, v), v)
+    if combo.findData(current) < 0 and extra is not None and extra(current):
+        combo.addItem(current, current)
     combo.setCurrentIndex(max(0, combo.findData(current)))
     return combo
 
 
-def model_card_html(info: Any) -> str:
-    """The model card as HTML (everything escaped: cards are user-supplied files)."""
+def models_folder() -> str:
+    """The folder a user copies models into (engine.sr.registry.install_dir)."""
+    try:
+        from engine.sr import registry
+
+        return str(registry.install_dir())
+    except Exception:  # noqa: BLE001 - the sentence still reads without it
+        return "the user models folder"
+
+
+def model_card_html(info: Any, note: str = "") -> str:
+    """The model card as HTML (everything escaped: cards are user-supplied files), after `note`
+    (which model Enhance uses and why, when that is not simply the one chosen)."""
+    intro = f"<p><b>{html.escape(note)}</b></p>" if note else ""
     if info is None:
+        if note:
+            return intro
         return ("<p><b>No model is installed.</b> Put a model (a .safetensors file with its "
-                "JSON card) into the models folder named in Settings, then Enhance.</p>")
+                f"JSON card) into {html.escape(models_folder())}, then Enhance.</p>")
     card = info.card
     e = html.escape
     rows = [("Name", card.name), ("Architecture", card.architecture), ("Scale", f"x{card.scale}"),
@@ -244,11 +375,12 @@ def model_card_html(info: Any) -> str:
     if card.notes:
         rows.append(("Notes", card.notes))
     body = "".join(f"<tr><td><b>{e(k)}</b></td><td>{e(str(v))}</td></tr>" for k, v in rows if v)
-    return f"<h3>{e(card.display_title)}</h3><table cellspacing=4>{body}</table>"
+    return f"{intro}<h3>{e(card.display_title)}</h3><table cellspacing=4>{body}</table>"
 
 
 class AboutDialog(QDialog):
-    def __init__(self, model_info: Any, version: str, parent: QWidget | None = None) -> None:
+    def __init__(self, model_info: Any, version: str, parent: QWidget | None = None,
+                 note: str = "") -> None:
         super().__init__(parent)
         self.setWindowTitle("About CXR Enhance")
         self.resize(620, 560)
@@ -257,7 +389,7 @@ class AboutDialog(QDialog):
         text.setHtml(
             f"<h2>CXR Enhance {html.escape(version)}</h2>"
             "<p>A chest X-ray viewer with 4x ESRGAN super-resolution (Enhance).</p>"
-            + USE_HTML + model_card_html(model_info) + ATTRIBUTION_HTML +
+            + USE_HTML + model_card_html(model_info, note) + ATTRIBUTION_HTML +
             "<p>ESRGAN: Wang et al., ECCV Workshops 2018. Real-ESRGAN compact network: Wang et "
             "al., ICCVW 2021.</p>")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ from viewer.browser import StudyBrowser, image_context
 from viewer.canvas import ImageCanvas, Tool
 from viewer.compare import CompareView
 from viewer.context import ImageContext
-from viewer.dialogs import AboutDialog, HelpDialog, SettingsDialog
+from viewer.dialogs import AboutDialog, HelpDialog, SettingsDialog, model_title
 from viewer.document import ImageDocument
 from viewer.enhance_controller import EnhanceController
 from viewer.export import FORMATS, copy_to_clipboard, export_enhanced, kind_for
@@ -61,6 +62,8 @@ class MainWindow(QMainWindow):
         self.store = store if store is not None else settings_mod.open_store()
         self.settings = settings_mod.load(self.store)
         self.model_override = model_override  # a path or nn.Module (tests, --model)
+        # Command-line settings for this session (set_overrides): name -> (override, stored).
+        self._overrides: dict[str, tuple[Any, Any]] = {}
         self.setWindowTitle("CXR Enhance")
         self.setAcceptDrops(True)
         self.resize(1400, 900)
@@ -156,14 +159,53 @@ class MainWindow(QMainWindow):
         self.model_label.setText(f"Model: {self._model_name_for_status()}")
         self._repaint()
 
+    def set_overrides(self, **values: Any) -> None:
+        """Use these settings for this session only (--theme, --device, --tile, --scope): they
+        are never saved. Changing one here afterwards (Settings, the theme key) is the user's
+        own choice again, and is saved as usual."""
+        for name, value in values.items():
+            stored = self._overrides.get(name, (None, getattr(self.settings, name)))[1]
+            self._overrides[name] = (value, stored)
+            setattr(self.settings, name, value)
+        self.apply_settings()
+
     def save_settings(self) -> None:
-        settings_mod.save(self.settings, self.store)
+        stored = dataclasses.replace(self.settings, recent=list(self.settings.recent))
+        for name, (value, before) in list(self._overrides.items()):
+            if getattr(self.settings, name) == value:
+                setattr(stored, name, before)  # still the session's override: keep the user's
+            else:
+                del self._overrides[name]  # changed in the window since: save the new choice
+        settings_mod.save(stored, self.store)
 
     def _model_name_for_status(self) -> str:
         if self.model_override is not None:
             return Path(str(self.model_override)).name if isinstance(
                 self.model_override, str | Path) else type(self.model_override).__name__
-        return self.settings.model and Path(self.settings.model).name or "default"
+        chosen = self._settings_model()
+        return chosen and Path(chosen).name or "default"
+
+    def _settings_model(self) -> str | None:
+        """The model chosen in Settings, or None for the default, also when the chosen one is
+        no longer installed (a removed user model must not stop Enhance; About says so). Reads
+        model cards only, never weights, so it is quick enough for the UI thread."""
+        chosen = self.settings.model
+        if not chosen:
+            return None
+        try:
+            from engine.sr import registry
+
+            path = Path(chosen).expanduser()
+            if path.suffix.lower() in (".json", *registry.WEIGHT_SUFFIXES) or path.is_file():
+                return chosen if path.is_file() else None
+            wanted = chosen.strip().lower()
+            models = registry.list_models()
+        except Exception:  # noqa: BLE001 - cannot tell: let Enhance try it and say what it finds
+            return chosen
+        if not models:
+            return chosen  # nothing installed at all: Enhance says where to put a model
+        found = any(wanted in (m.name.lower(), m.title.lower()) for m in models)
+        return chosen if found else None
 
     def toggle_theme(self) -> None:
         self.settings.theme = "light" if self.settings.theme == "dark" else "dark"
@@ -226,6 +268,7 @@ class MainWindow(QMainWindow):
             self._fill_recent_menu()
         self.message.hide()
         self.problems.clear()
+        self.problems.hide()  # an empty list says nothing; it shows again if this folder has some
         self._open_first = True
         self.setWindowTitle(f"CXR Enhance \N{EM DASH} {path.name or path}")
         self.browser.scan(path, thumbnails=thumbnails)
@@ -285,7 +328,12 @@ class MainWindow(QMainWindow):
             if self._loading is image:
                 self._loading = None  # a click on it tries again
                 text = str(exc) or exc.__class__.__name__
-                self.message.show_message(f"This image cannot be shown: {text}")
+                if isinstance(exc, decoding.DecodeStopped):
+                    return  # closing: nobody is waiting for this image any more
+                if isinstance(exc, decoding.DecodeTimeout):
+                    self.message.show_message(text)  # a whole sentence already
+                else:
+                    self.message.show_message(f"This image cannot be shown: {text}")
                 self.loadFailed.emit(text)
 
         run_in_background(load, done, failed)
@@ -532,7 +580,7 @@ class MainWindow(QMainWindow):
     def enhance_request(self, scope: str | None = None) -> EnhanceRequest:
         assert self.document is not None
         s = self.settings
-        model = self.model_override if self.model_override is not None else (s.model or None)
+        model = self.model_override if self.model_override is not None else self._settings_model()
         return EnhanceRequest(values=self.document.values,
                               region=self.enhance_region(scope or s.scope), model=model,
                               device=s.device, precision=s.precision, tile=s.tile,
@@ -550,7 +598,13 @@ class MainWindow(QMainWindow):
         self.message.hide()
         if self.compare.mode in ("diff",):
             self.compare.set_mode("ab")
-        return self.enhance.start(self.document, self.enhance_request(scope))
+        started = self.enhance.start(self.document, self.enhance_request(scope))
+        if started and self.model_override is None and self.settings.model \
+                and self._settings_model() is None:
+            self.statusBar().showMessage(
+                f"The model chosen in Settings, {self.settings.model}, is no longer installed; "
+                "enhancing with the default model.", 8000)
+        return started
 
     def cancel_enhance(self) -> None:
         if self.enhance.is_running():
@@ -680,17 +734,44 @@ class MainWindow(QMainWindow):
         HelpDialog(self.shortcut_rows(), self).exec()
 
     def about_dialog(self) -> None:
-        AboutDialog(self._model_info(), __version__, self).exec()
+        info, note = self.model_choice()
+        AboutDialog(info, __version__, self, note=note).exec()
 
     def _model_info(self) -> Any:
+        return self.model_choice()[0]
+
+    def model_choice(self) -> tuple[Any, str]:
+        """(ModelInfo or None, a sentence or "") for the model Enhance would use now: the one
+        given with --model, else the one chosen in Settings, else the default. None with no
+        sentence: no model is installed at all."""
+        override = self.model_override
         try:
             from engine.sr import registry
 
-            if self.settings.model:
-                return registry.find_model(self.settings.model)
-            return registry.default_model()
-        except Exception:  # noqa: BLE001 - About still opens, saying no model is installed
-            return None
+            if override is not None and not isinstance(override, str | Path):
+                return None, (f"Enhance uses the network given when the viewer was started "
+                              f"({type(override).__name__}), which has no model card.")
+            if override is not None:
+                try:
+                    return registry.find_model(override), (
+                        f"Enhance uses {Path(str(override)).name}, given with --model for this "
+                        "session.")
+                except registry.NoModelInstalled:
+                    raise
+                except registry.ModelNotFound as exc:
+                    return None, (f"The model given with --model cannot be used, so Enhance will "
+                                  f"stop with this message: {exc}")
+            chosen = self.settings.model
+            if chosen and self._settings_model() is None:
+                default = registry.default_model()
+                return default, (f"The model chosen in Settings, {chosen}, is no longer "
+                                 f"installed; Enhance uses the default model, "
+                                 f"{model_title(default)}, instead.")
+            return (registry.find_model(chosen) if chosen else registry.default_model()), ""
+        except Exception as exc:  # noqa: BLE001 - About still opens and says why
+            if exc.__class__.__name__ == "NoModelInstalled":
+                return None, ""
+            return None, f"The model could not be read: {exc}"
 
     # ================================================================== closing
     def _restore_geometry(self) -> None:
@@ -709,7 +790,14 @@ class MainWindow(QMainWindow):
         if not self.enhance.shutdown(500):  # cancels every run
             self.hide()
             self.enhance.shutdown()  # no time limit
+        # A scan is cancelled and checks that between files; a decode in a helper process is
+        # ended by killing the helpers (a hung decoder never returns). Then the scan threads
+        # must end before the window goes, for the same reason as Enhance's: wait, hidden.
         self.browser.stop()
+        decoding.shutdown()
+        if not self.browser.wait(500):
+            self.hide()
+            self.browser.wait()
         wait_for_background(10_000)
         self.store.setValue("window/geometry", self.saveGeometry())
         self.store.setValue("window/state", self.saveState())

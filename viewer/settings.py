@@ -6,6 +6,7 @@ Tests (and `--settings PATH`) point the store at an INI file so they never touch
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -22,6 +23,25 @@ TILE_SIZES = (128, 192, 256, 384, 512)
 SCOPES = ("image", "visible")
 THEMES = ("dark", "light")
 INTERPOLATIONS = ("smooth", "nearest")
+TILE_RANGE = (32, 2048)  # input pixels per tile side
+DRAG_SPEED_RANGE = (0.05, 20.0)
+_CUDA_INDEX = re.compile(r"cuda:\d+")
+
+
+def is_device(value: str) -> bool:
+    """auto, cpu, cuda, mps or cuda:N (whether it exists here is for engine.sr.device)."""
+    return value in DEVICES or bool(_CUDA_INDEX.fullmatch(str(value)))
+
+
+def override_problem(name: str, value: object) -> str | None:
+    """One sentence when a command-line override is not a value the settings accept."""
+    if name == "device" and not is_device(str(value)):
+        return f"--device {value} is not a device; use auto, cpu, cuda, cuda:N or mps."
+    if name == "tile":
+        low, high = TILE_RANGE
+        if not isinstance(value, int) or not low <= value <= high:
+            return f"--tile {value} is outside {low}-{high}; give a tile size in pixels in that range."
+    return None
 
 
 @dataclass
@@ -55,15 +75,15 @@ class ViewerSettings:
         }
         for name, allowed in choices.items():
             value = getattr(self, name)
-            if value not in allowed and not (name == "device" and str(value).startswith("cuda:")):
+            if value not in allowed and not (name == "device" and is_device(str(value))):
                 setattr(self, name, getattr(default, name))
-        if not 32 <= self.tile <= 2048:
+        if not TILE_RANGE[0] <= self.tile <= TILE_RANGE[1]:
             self.tile = default.tile
         if not 0 <= self.overlap < self.tile // 2:
             self.overlap = default.overlap
         if not 0 <= self.threads <= 1024:
             self.threads = default.threads
-        if not 0.05 <= self.drag_sensitivity <= 20:
+        if not DRAG_SPEED_RANGE[0] <= self.drag_sensitivity <= DRAG_SPEED_RANGE[1]:
             self.drag_sensitivity = default.drag_sensitivity
         return self
 

@@ -26,7 +26,11 @@ def apply(app: QApplication | None, theme: str) -> None:
 
 def _palette(theme: str) -> QPalette:
     if theme == "light":
-        return QApplication.style().standardPalette()
+        p = QApplication.style().standardPalette()
+        # as light.qss: dark text on the pale selection, for widgets the style sheet misses
+        p.setColor(QPalette.ColorRole.Highlight, QColor("#bcd4ee"))
+        p.setColor(QPalette.ColorRole.HighlightedText, QColor("#1d1d1b"))
+        return p
     p = QPalette()
     role, group = QPalette.ColorRole, QPalette.ColorGroup
     for r, colour in ((role.Window, "#1b1d20"), (role.WindowText, "#d6d6d0"),

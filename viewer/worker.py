@@ -12,6 +12,7 @@ thread, so they are queued (a plain lambda would run on the worker thread in PyS
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -74,7 +75,11 @@ def error_message(exc: BaseException) -> str:
     name = exc.__class__.__name__
     if name in ("EnhanceError", "WeightsError", "NoModelInstalled", "ModelNotFound", "CardError",
                 "DeviceError", "ReadError", "ExportError"):
-        return text  # the engine already words these for people
+        # The engine already words these for people, for its command line: here the way on is
+        # the Settings dialog ("use --device cpu" -> "choose cpu as the Device in Settings").
+        return re.sub(r"\buse --(device|precision|tile) ([\w:]+)",
+                      lambda m: f"choose {m.group(2)} as the {m.group(1).capitalize()} in Settings",
+                      text)
     if _out_of_memory(exc):
         # Smaller tiles are tried by the engine itself; what is left to the reader:
         return ("Enhance ran out of memory; choose the visible region or the Fast model in "

@@ -22,3 +22,19 @@ def enhance_and_wait(qtbot: Any, window: Any, scope: str | None = None,
     qtbot.waitUntil(lambda: not window.enhance.is_running(), timeout=timeout)
     assert not window.enhance.last_error, window.enhance.last_error
     assert window.document.has_enhanced
+
+
+# Stand-ins for viewer.decoding._decode_in_child: they run in the helper process, which imports
+# them from here by name (so they live in this light module, not in a test file).
+def hung_decode(_source: str, _path: str, _frame: int) -> Any:
+    """A decoder that never answers (in the time a test waits)."""
+    import time
+
+    time.sleep(60)
+    raise RuntimeError("the hung decode was not stopped")
+
+
+def quick_decode(_source: str, _path: str, _frame: int) -> Any:
+    import numpy as np
+
+    return np.zeros((4, 4), np.float32)
