@@ -971,7 +971,7 @@ def _models_parser(sub: Any) -> None:
 
 def _eval_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="PSNR/SSIM/MSE against bicubic and Lanczos",
-                       description="Quality per docs/QUALITY_PROTOCOLS.md on a folder of images.")
+                       description="Quality per ../shared/docs/QUALITY_PROTOCOLS.md on a folder of images.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--protocol", action="append", choices=("x4-native", "seed-128to512"),
                    help="may repeat (default: both)")

@@ -55,7 +55,7 @@ ATTRIBUTION_HTML = (
     "public pydicom test file (MIT licence).</p>"
 )
 USE_HTML = ("<p><b>Research and education use only.</b> Enhanced images are produced by a "
-            "neural network: they may add or remove detail and are not for primary diagnosis. "
+            "neural network: they may add or remove detail and are not for diagnosis. "
             "Burned-in labels and side markers are redrawn too and can come out as other letters: "
             "read them on the original (press B).</p>")
 

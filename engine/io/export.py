@@ -34,7 +34,7 @@ from engine.io.dicom import frame_attr
 from engine.io.model import Image
 
 MANUFACTURER = "CXR Enhance"
-SERIES_DESCRIPTION = "AI x{scale} super-resolution – not for primary diagnosis"
+SERIES_DESCRIPTION = "AI x{scale} super-resolution – not for diagnosis"
 COMPRESSIONS = {"none": ExplicitVRLittleEndian, "rle": RLELossless, "j2k": JPEG2000Lossless}
 
 # Patient (PS3.3 C.7.1.1), General Study (C.7.2.1) and Patient Study (C.7.2.2) attributes copied.
@@ -103,7 +103,7 @@ class Provenance:
         text = (f"AI super-resolution x{self.scale} by {MANUFACTURER} {self.software_version}: "
                 f"model {self.model_name}, weights sha256 {self.model_sha256}, "
                 f"tile {self.tile} overlap {self.overlap}, precision {self.precision}, "
-                f"device {self.device}. {part}Not for primary diagnosis.")
+                f"device {self.device}. {part}Not for diagnosis.")
         return text[:1024]  # ST holds at most 1024 characters
 
 

@@ -38,7 +38,7 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     licence: str = ""
     notes: str = ""
-    intended_use: str = "Research and education; not for primary diagnosis."
+    intended_use: str = "Research and education; not for diagnosis."
     default: bool = False
     # Keys written by a newer version are kept so that re-saving a card does not lose them.
     extra: dict[str, Any] = field(default_factory=dict)

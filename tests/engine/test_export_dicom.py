@@ -87,7 +87,7 @@ def test_round_trip_tags(source, tmp_path):
     assert ds.StudyInstanceUID == src.StudyInstanceUID
     assert list(ds.ImageType) == ["DERIVED", "SECONDARY"]
     assert ds.ConversionType == "WSD"
-    assert ds.SeriesDescription == "AI x4 super-resolution – not for primary diagnosis"
+    assert ds.SeriesDescription == "AI x4 super-resolution – not for diagnosis"
     for part in ("Fidelity", "0123abcd" * 8, "x4", "tile 256", "bf16"):
         assert part in ds.DerivationDescription
     reference = ds.SourceImageSequence[0]

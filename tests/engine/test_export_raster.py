@@ -72,7 +72,7 @@ def test_png_says_it_is_ai_enhanced_and_by_what(tmp_path):
     assert text["Warning"].startswith("AI-ENHANCED x4 - not for diagnosis")
     assert "not an acquisition" in text["Warning"]
     assert "cxr-fidelity-x4" in text["Source"]
-    assert "ab12" * 16 in text["Description"] and "Not for primary diagnosis" in text["Description"]
+    assert "ab12" * 16 in text["Description"] and "Not for diagnosis" in text["Description"]
 
 
 def test_tiff_says_it_is_ai_enhanced_and_by_what(tmp_path):
