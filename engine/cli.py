@@ -156,9 +156,13 @@ def disambiguate(path: Path, source: Path, taken: set[Path]) -> Path:
     return candidate
 
 
-def value_range_for(image: Any, values: Any) -> tuple[float, float]:
-    """The range PNG/TIFF output maps to full scale: nominal bit depth, or the DICOM's min..max."""
+def value_range_for(image: Any, values: Any, result: Any = None) -> tuple[float, float]:
+    """The range PNG/TIFF output maps to full scale: nominal bit depth, or for DICOM the range
+    Enhance mapped (its min..max without Pixel Padding, as the viewer's export uses)."""
     if getattr(image, "is_dicom", False):
+        mapped = getattr(result, "value_range", None)
+        if mapped is not None:
+            return float(mapped[0]), float(mapped[1])
         return float(values.min()), float(values.max())
     return 0.0, float(2 ** (16 if _bits(image) > 8 else 8) - 1)
 
@@ -285,7 +289,7 @@ def write_output(job: Job, values: Any, result: Any, args: argparse.Namespace) -
         return export.write_derived_dicom(job.image, result.image, job.out_path, provenance,
                                           anonymise=args.anonymise)
     # PNG and TIFF say in their text what made them, and open with the source's polarity
-    value_range = value_range_for(job.image, values)
+    value_range = value_range_for(job.image, values, result)
     provenance = export.Provenance.from_result(result)
     inverted = displays_inverted(job.image)
     if job.fmt == "tiff":

@@ -138,9 +138,12 @@ def _train(args: argparse.Namespace) -> int:
     if getattr(args, "init_from", None):
         overrides["init_from"] = args.init_from
     cfg = load_config(args.config, overrides)
-    if "stage" not in overrides and cfg.stage != args.command:
+    if cfg.stage != args.command:  # the trainer follows the command, so they must agree
         # The command used to override the config's stage: a gan preset run by `cxr-train psnr`
         # (as a script hard-coding the command would) became L1 training without a word.
+        if "stage" in overrides:
+            raise ConfigError(f"--set stage={cfg.stage} does not match `cxr-train {args.command}`: "
+                              f"run `cxr-train {cfg.stage}` for the {cfg.stage} stage.")
         raise ConfigError(f"{args.config} is a {cfg.stage}-stage config: run it with `cxr-train "
                           f"{cfg.stage}`, or add --set stage={args.command} to train it as the "
                           f"{args.command} stage.")

@@ -129,7 +129,8 @@ class ScanWorker(QObject):
                 values = decoding.modality_values(image, lane="thumbs")
                 step = max(1, min(values.shape) // (THUMB * 2))
                 small = values[::step, ::step]
-                frame = display.render(small, window=display.auto_window(small),
+                window = display.auto_window(small, getattr(image, "padding", None))
+                frame = display.render(small, window=window,
                                        photometric=image.photometric,
                                        presentation_lut_shape=image.presentation_lut_shape)
                 if not helper and hasattr(image, "release"):

@@ -9,9 +9,11 @@ The child uses only engine.io's public API (scan the file, pick the frame, modal
 no file parsing lives here. If the helper process cannot start (a locked-down or frozen
 environment), decoding falls back to the calling thread.
 
-A decode that has not answered after TIMEOUT_S seconds (engine.io.isolation's limit for a hung
-decoder) is given up: its helper is killed, the image gets one sentence (DecodeTimeout), and the
-next image starts a fresh helper. Closing the window kills the helpers instead of waiting.
+A decode that has not answered TIMEOUT_S seconds after it started (engine.io.isolation's limit
+for a hung decoder) is given up: its helper is killed, the image gets one sentence
+(DecodeTimeout), and the next image starts a fresh helper; an image that was only queued behind
+the hung one is sent once more, to that fresh helper. Closing the window kills the helpers
+instead of waiting, and only then do waiting decodes end with DecodeStopped.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import threading
-from concurrent.futures import CancelledError, ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -42,6 +44,9 @@ TIMEOUT_S: float | None = None
 _lock = threading.Lock()
 _pools: dict[str, ProcessPoolExecutor] = {}
 _disabled = False
+# Set by shutdown() (closing): a decode its kill ends is DecodeStopped, not resubmitted. A helper
+# started after that (a decode asked for later, as a test or a second window does) clears it.
+_closing = False
 
 
 class DecodeTimeout(RuntimeError):
@@ -71,51 +76,114 @@ def modality_values(image: Any, *, lane: str = "view") -> np.ndarray:
 
     Call from a background thread (it blocks until decoded). `lane` keeps the image the user
     asked for ("view") from queueing behind a folder's thumbnails ("thumbs").
+
+    A lane's helper decodes one image at a time, so an image can wait behind another one. Its
+    time limit counts from when the images ahead of it are done (when its own decode starts),
+    and if one of those hangs and its helper is killed, this image is sent once more to a fresh
+    helper: it is not lost with the hung one. DecodeStopped only after shutdown() (closing).
     """
     if _disabled or not needs_helper(image):
         return image.modality_values()
-    pool = _pool(lane)
-    if pool is None:
-        return image.modality_values()
     source = getattr(image, "source_file", None) or image.path
-    limit = timeout_s()
     name = Path(str(image.path)).name
-    try:
-        future = pool.submit(_decode_in_child, str(source), str(image.path), int(image.frame))
-    except (OSError, RuntimeError):  # BrokenProcessPool is a RuntimeError too
-        if _is_stopped(pool):  # killed on purpose: decoding here could hang the same way
-            raise DecodeStopped(f"Decoding {name} was stopped.") from None
-        if isinstance(pool, ProcessPoolExecutor) and (
-                getattr(pool, "_broken", False) or getattr(pool, "_shutdown_thread", False)):
-            _discard(lane, pool)  # broken or shut down meanwhile: a fresh one next time
-        else:
-            _give_up()  # no helper can be started here
-        return image.modality_values()
-    try:
-        values = future.result(timeout=limit)
-    except FutureTimeout:
-        # A decoder hung in the helper (which decodes without isolation). Kill that helper so
-        # the lane's next image gets a fresh one, and say so for this image only.
-        _discard(lane, pool, kill=True)
-        raise DecodeTimeout(f"Decoding {name} took longer than {limit:.0f} s, so it was "
-                            "stopped; choose another image, or this one again to retry.") from None
-    except (BrokenProcessPool, CancelledError):
-        if _is_stopped(pool):
-            raise DecodeStopped(f"Decoding {name} was stopped.") from None
-        # The helper died (a decoder crashed on this file, or it was killed). Start a fresh one
-        # next time and decode here: engine.io runs the decoders that can crash (GDCM) in a
-        # process of its own (engine.io.isolation), so a damaged file becomes one sentence.
-        _discard(lane, pool)
-        return image.modality_values()
-    values.flags.writeable = False
-    return values
+    for attempt in (1, 2):
+        pool = _pool(lane)
+        if pool is None:
+            return image.modality_values()
+        limit = timeout_s()
+        try:
+            future = _submit(pool, str(source), str(image.path), int(image.frame))
+        except (OSError, RuntimeError):  # BrokenProcessPool is a RuntimeError too
+            if _closed(pool):
+                raise DecodeStopped(f"Decoding {name} was stopped.") from None
+            if _is_stopped(pool):  # another image's hung helper was killed just now
+                if attempt == 1:
+                    continue  # a fresh helper; decoding here could hang the same way
+                raise _bystander(name) from None
+            if isinstance(pool, ProcessPoolExecutor) and (
+                    getattr(pool, "_broken", False) or getattr(pool, "_shutdown_thread", False)):
+                _discard(lane, pool)  # broken or shut down meanwhile: a fresh one next time
+            else:
+                _give_up()  # no helper can be started here
+            return image.modality_values()
+        try:
+            values = _result(pool, future, limit)
+        except FutureTimeout:
+            # A decoder hung in the helper (which decodes without isolation). Kill that helper
+            # so the lane's next image gets a fresh one, and say so for this image only.
+            _discard(lane, pool, kill=True)
+            raise DecodeTimeout(f"Decoding {name} took longer than {limit:.0f} s, so it was "
+                                "stopped; choose another image, or this one again to retry.") \
+                from None
+        except (BrokenProcessPool, CancelledError):
+            if _closed(pool):
+                raise DecodeStopped(f"Decoding {name} was stopped.") from None
+            if _is_stopped(pool):
+                # Killed because the image ahead of this one hung: this one never ran. Send it
+                # once to a fresh helper (not in-process, which could hang the same way).
+                if attempt == 1:
+                    continue
+                raise _bystander(name) from None
+            # The helper died (a decoder crashed on this file, or it was killed). Start a fresh
+            # one next time and decode here: engine.io runs the decoders that can crash (GDCM)
+            # in a process of its own (engine.io.isolation), so a damaged file becomes one
+            # sentence.
+            _discard(lane, pool)
+            return image.modality_values()
+        finally:
+            _forget(pool, future)
+        values.flags.writeable = False
+        return values
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _bystander(name: str) -> DecodeTimeout:
+    return DecodeTimeout(f"Decoding {name} was stopped twice because an image ahead of it hung; "
+                         "choose it again to retry.")
+
+
+def _submit(pool: ProcessPoolExecutor, source: str, path: str, frame: int) -> Any:
+    """Submit, and note the order: the helper runs a lane's tasks one at a time, in order."""
+    with _lock:
+        future = pool.submit(_decode_in_child, source, path, frame)
+        _queue(pool).append(future)
+    return future
+
+
+def _result(pool: ProcessPoolExecutor, future: Any, limit: float) -> np.ndarray:
+    """The future's result within `limit` seconds of its decode starting: first wait for the
+    tasks submitted ahead of it (each one's caller ends it within that caller's limit, by a
+    result or by killing the helper, which ends this one too). The wait behind them is bounded
+    as well, in case they were given longer limits; then this task's own limit starts."""
+    with _lock:
+        queue = _queue(pool)
+        ahead = [f for f in queue[:queue.index(future)] if not f.done()] \
+            if future in queue else []
+    if ahead:
+        wait(ahead, timeout=limit * (len(ahead) + 1))
+    return future.result(timeout=limit)
+
+
+def _queue(pool: ProcessPoolExecutor) -> list[Any]:
+    queue = getattr(pool, "_cxr_queue", None)
+    if queue is None:
+        queue = pool._cxr_queue = []  # type: ignore[attr-defined]
+    return queue
+
+
+def _forget(pool: ProcessPoolExecutor, future: Any) -> None:
+    with _lock:
+        queue = _queue(pool)
+        if future in queue:
+            queue.remove(future)
 
 
 def _pool(lane: str) -> ProcessPoolExecutor | None:
-    global _disabled
+    global _closing, _disabled
     with _lock:
         pool = _pools.get(lane)
         if pool is None and not _disabled:
+            _closing = False
             try:
                 # spawn: forking a process that runs Qt threads is unsafe.
                 context = multiprocessing.get_context("spawn")
@@ -144,6 +212,11 @@ def _discard(lane: str, pool: ProcessPoolExecutor, *, kill: bool = False) -> Non
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _closed(pool: ProcessPoolExecutor) -> bool:
+    """Whether shutdown() ended the pool, or has run since (the window is closing)."""
+    return _closing or bool(getattr(pool, "_cxr_closed", False))
+
+
 def _is_stopped(pool: ProcessPoolExecutor) -> bool:
     """Whether the pool was ended on purpose (a timeout, closing): its waiting callers must not
     fall back to decoding in-process, which could hang the same way."""
@@ -169,11 +242,15 @@ def _give_up() -> None:
 
 def shutdown() -> None:
     """Stop the helper processes (closing the window): killed, not waited for, so a decode that
-    hangs cannot keep the viewer from exiting. The next decode starts fresh ones."""
+    hangs cannot keep the viewer from exiting. Their waiting decodes end with DecodeStopped;
+    the next decode starts fresh ones."""
+    global _closing
     with _lock:
+        _closing = True
         pools = list(_pools.values())
         _pools.clear()
     for pool in pools:
+        pool._cxr_closed = True  # type: ignore[attr-defined]  # see _closed
         _kill(pool)
         pool.shutdown(wait=False, cancel_futures=True)
 

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
 )
 
 from engine import __version__, display
-from engine.sr.ranges import network_range
 from viewer import decoding, theme
 from viewer import settings as settings_mod
 from viewer.actions import PRESET_KEYS, build_actions, build_menus
@@ -586,7 +585,7 @@ class MainWindow(QMainWindow):
                               device=s.device, precision=s.precision, tile=s.tile,
                               overlap=s.overlap, threads=s.threads,
                               inverted=self.document.shows_inverted,
-                              value_range=network_range(self.document.image, self.document.values))
+                              image=self.document.image)
 
     def start_enhance(self, scope: str | None = None) -> bool:
         if self.document is None:

@@ -37,7 +37,8 @@ class EnhanceRequest:
     overlap: int = 16
     inverted: bool = False  # MONOCHROME1: the network sees the image as displayed (bone bright)
     threads: int = 0  # CPU threads for torch (process-wide); 0 = one per core
-    value_range: tuple[float, float] | None = None  # -> [0, 1] for the network (engine.sr.ranges)
+    value_range: tuple[float, float] | None = None  # -> [0, 1] for the network; None: from image
+    image: Any = None  # the engine.io Image: its network range is worked out here, off the UI thread
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -163,7 +164,7 @@ class EnhanceWorker(QObject):
             result = enhancer.enhance(self.request.values, progress=self._on_progress,
                                       cancel=self.cancel_event, on_tile=self._on_tile,
                                       region=self.request.region,
-                                      value_range=self.request.value_range,
+                                      value_range=self._value_range(),
                                       inverted=self.request.inverted)
         except EnhanceCancelled:
             self.cancelled.emit()
@@ -177,6 +178,15 @@ class EnhanceWorker(QObject):
                 self.cancelled.emit()
             else:
                 self.finished.emit(result)
+
+    def _value_range(self) -> tuple[float, float] | None:
+        """The request's range, else the image's (engine.sr.ranges: leaving Pixel Padding out
+        masks the whole image, tens of MB for a radiograph, so not on the UI thread)."""
+        if self.request.value_range is not None or self.request.image is None:
+            return self.request.value_range
+        from engine.sr.ranges import network_range
+
+        return network_range(self.request.image, self.request.values)
 
     def _output_buffer(self, scale: int) -> np.ndarray:
         """Allocated and touched here: first writes to fresh pages cost page faults (measured up

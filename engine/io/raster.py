@@ -6,7 +6,8 @@ palette is looked up, CMYK is converted to gray as Pillow does, bilevel and othe
 is scaled to 0..255 as Pillow scales PNG, planar samples are moved last by the page's axes,
 YCbCr goes to Pillow, and any other colour space is refused with a sentence. A multi-page TIFF
 is one Image per full-resolution page (`frame`, `frames`); reduced-resolution pages (thumbnails,
-pyramid levels) are not pages to show.
+pyramid levels) and transparency masks are not pages to show. The first page decides whether the
+file opens; a later page that cannot be read is left out with a sentence (raster_images).
 """
 
 from __future__ import annotations
@@ -52,10 +53,19 @@ def image_from_raster(source: Source) -> Image:
 
 def images_from_raster(source: Source) -> list[Image]:
     """One Image per page of a PNG/JPEG/TIFF file: sizes read now, pixels on demand (as modality
-    values equal to the gray levels, no windows: the display offers Auto and Full range)."""
-    pages = _header(source)
+    values equal to the gray levels, no windows: the display offers Auto and Full range).
+    TIFF pages after the first that cannot be read are left out (see raster_images)."""
+    return raster_images(source)[0]
+
+
+def raster_images(source: Source) -> tuple[list[Image], list[str]]:
+    """images_from_raster, and the sentences for what was left out of the file (at most one: the
+    TIFF pages after the first that cannot be read), each worth a Problem for the file."""
+    dropped: list[str] = []
+    pages = _header(source, dropped)
     lossy = source.path.suffix.lower() in (".jpg", ".jpeg")
-    return [_image(source, page, frame, len(pages), lossy) for frame, page in enumerate(pages)]
+    images = [_image(source, page, frame, len(pages), lossy) for frame, page in enumerate(pages)]
+    return images, dropped
 
 
 def _image(source: Source, page: _Page, frame: int, frames: int, lossy: bool) -> Image:
@@ -88,12 +98,12 @@ def read_raster(source: Source, page: int = 0) -> np.ndarray:
     return gray.astype(np.float32)
 
 
-def _header(source: Source) -> list[_Page]:
+def _header(source: Source, dropped: list[str] | None = None) -> list[_Page]:
     try:
         with source.opened() as handle:
             head = handle.read(8)
             handle.seek(0)
-            pages = _tiff_pages(handle, source.name) if is_tiff(head) else \
+            pages = _tiff_pages(handle, source.name, dropped) if is_tiff(head) else \
                 [_pillow_page(handle, source.name)]
     except ReadError:
         raise
@@ -128,22 +138,53 @@ def _pillow_page(handle, name: str) -> _Page:
     return _Page(0, rows, columns, bits, "MONOCHROME2")
 
 
-def _tiff_pages(handle, name: str) -> list[_Page]:
-    """The full-resolution pages (NewSubfileType bit 0 clear), the first one always."""
+def _tiff_pages(handle, name: str, dropped: list[str] | None = None) -> list[_Page]:
+    """The full-resolution image pages (NewSubfileType bits 0 and 2 clear), the first one always.
+
+    The first page must be readable (a ReadError otherwise, for the whole file). A later page
+    that is not (a colour space not read, too large, ...) is left out, and one sentence saying
+    so is appended to `dropped`: the file still opens with its good pages (`frames` counts them).
+    """
     import tifffile
 
     with tifffile.TiffFile(handle) as tif:
         pages = []
+        bad: list[tuple[int, str]] = []
         for index in range(min(len(tif.pages), MAX_FRAMES)):
-            page = tif.pages[index]
-            if index and page.is_reduced:
+            if not index:
+                page = tif.pages[0]
+                rows, columns = int(page.imagelength), int(page.imagewidth)
+                _checked_size(name, rows, columns)
+                photometric, bits = _tiff_kind(page, name)
+                pages.append(_Page(0, rows, columns, bits, photometric))
                 continue
-            where = f" (page {index + 1})" if index else ""
-            rows, columns = int(page.imagelength), int(page.imagewidth)
-            _checked_size(name, rows, columns, where)
-            photometric, bits = _tiff_kind(page, name + where)
+            where = f"page {index + 1}"
+            try:
+                page = tif.pages[index]
+                if page.is_reduced or page.is_mask:  # thumbnails, pyramid levels, masks
+                    continue
+                rows, columns = int(page.imagelength), int(page.imagewidth)
+                _checked_size(where, rows, columns)
+                photometric, bits = _tiff_kind(page, where)
+            except ReadError as exc:
+                bad.append((index, str(exc)))
+                continue
+            except Exception as exc:  # a damaged page: the chain after it cannot be trusted
+                if is_interrupt(exc):
+                    raise
+                bad.append((index, f"{where} cannot be read ({short_reason(exc)})."))
+                break
             pages.append(_Page(index, rows, columns, bits, photometric))
+        if bad and dropped is not None:
+            dropped.append(_dropped_sentence(name, bad))
         return pages
+
+
+def _dropped_sentence(name: str, bad: list[tuple[int, str]]) -> str:
+    numbers = ", ".join(str(index + 1) for index, _reason in bad)
+    label = f"page {numbers} was" if len(bad) == 1 else f"pages {numbers} were"
+    reason = bad[0][1].rstrip(".")
+    return f"{name}: {label} left out, as {reason}."
 
 
 def _tiff_kind(page, name: str) -> tuple[str, int]:

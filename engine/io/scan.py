@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from engine.io.dicom import images_from_header, read_header, skip_reason
 from engine.io.errors import ReadError, is_interrupt, short_reason
 from engine.io.model import Collection, Image, Problem, ScanEvent, Series, Study
-from engine.io.raster import RASTER_SUFFIXES, images_from_raster, looks_like_raster
+from engine.io.raster import RASTER_SUFFIXES, looks_like_raster, raster_images
 from engine.io.sources import Source, folder_sources, is_zip, not_regular, zip_sources
 
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
@@ -183,7 +183,7 @@ def _read_expanding(source: Source, seen: set[tuple[str, int]]
 def _read_one(source: Source, seen: set[tuple[str, int]]
               ) -> Iterator[tuple[Image | None, Problem | None]]:
     try:
-        images = read_source(source)
+        images, notes = read_source_noting(source)
     except NotAnImage as exc:
         yield None, Problem(source.path, str(exc), skipped=True)
         return
@@ -195,6 +195,8 @@ def _read_one(source: Source, seen: set[tuple[str, int]]
             raise
         yield None, Problem(source.path, f"{source.name} could not be read ({short_reason(exc)}).")
         return
+    for note in notes:  # the file opened, without part of it: said, and skipped
+        yield None, Problem(source.path, note, skipped=True)
     for image in images:
         key = (image.sop_instance_uid, image.frame)
         if image.sop_instance_uid and key in seen:
@@ -211,6 +213,12 @@ class NotAnImage(ReadError):
 
 def read_source(source: Source) -> list[Image]:
     """Images of one file (one per frame); NotAnImage or ReadError otherwise."""
+    return read_source_noting(source)[0]
+
+
+def read_source_noting(source: Source) -> tuple[list[Image], list[str]]:
+    """`read_source`, and sentences for what the file held that was left out (the unreadable
+    pages after the first of a TIFF), each worth a Problem for the file."""
     if source.member is None:
         refusal = not_regular(source.file)
         if refusal:
@@ -219,12 +227,14 @@ def read_source(source: Source) -> list[Image]:
     if len(head) == 0:
         raise ReadError(f"{source.name} is empty.")
     is_dicom_file = head[128:132] == b"DICM"
-    if source.member is not None and not is_dicom_file and (
-            source.path.suffix.lower() == ".zip" or head[:4] in _ZIP_SIGNATURES):
-        raise ReadError(f"{source.name} is a ZIP inside a ZIP; unpack it first.")
+    if (source.member is not None and not is_dicom_file and head[:4] in _ZIP_SIGNATURES
+            and source.path.suffix.lower() == ".zip"):
+        # Said as a way on, but skipped like any non-image: .docx, .xlsx and .jar are ZIPs too,
+        # and go the ordinary way (not an image), as the same files do in a folder
+        raise NotAnImage(f"{source.name} is a ZIP inside a ZIP; unpack it first.")
     if not is_dicom_file and (source.path.suffix.lower() in RASTER_SUFFIXES
                               or looks_like_raster(head)):
-        return images_from_raster(source)  # every page of a multi-page TIFF
+        return raster_images(source)  # every readable page of a multi-page TIFF
     try:
         ds = read_header(source)
     except ReadError as exc:
@@ -237,7 +247,7 @@ def read_source(source: Source) -> list[Image]:
         raise ReadError(f"{source.name}: {str(exc)[0].lower()}{str(exc)[1:]}") from exc
     if reason is not None:
         raise NotAnImage(f"{source.name} {reason}.")
-    return images_from_header(source, ds)
+    return images_from_header(source, ds), []
 
 
 def _head(source: Source) -> bytes:

@@ -75,3 +75,16 @@ def test_padding_value_with_an_ambiguous_vr_is_read_from_its_bytes() -> None:
     ds = Dataset()
     ds.PixelPaddingValue = [1, 2]  # multi-valued: not a padding value this viewer can use
     assert pixel_padding(ds, signed=False) is None
+
+
+def test_cli_png_and_tiff_map_the_range_enhance_mapped(tmp_path: Path) -> None:
+    # The CLI's PNG/TIFF of a padded DICOM spans the body (Enhance's range), as the viewer's does
+    from types import SimpleNamespace
+
+    from engine.cli import value_range_for
+
+    image = padded_image(tmp_path)
+    values = image.modality_values()
+    result = SimpleNamespace(value_range=network_range(image, values))
+    assert value_range_for(image, values, result) == (-24.0, 1701.0)
+    assert value_range_for(image, values) == (-1024.0, 1701.0)  # no result: the values' own

@@ -175,6 +175,44 @@ def test_reduced_resolution_page_is_not_a_page(tmp_path):
     assert image.frames == 1 and "frame" not in image.label
 
 
+def test_a_bad_later_page_is_left_out_not_the_file(tmp_path):
+    """Page 1 gray, page 2 CIELAB (not read): page 1 still opens, page 2 gets one sentence."""
+    path = tmp_path / "lab.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(GRAY, photometric="minisblack")
+        tif.write(np.zeros((3, 5, 3), np.uint8), photometric="cielab")
+        tif.write(GRAY + 2, photometric="minisblack")
+    collection = load(path)
+    images = collection.images
+    assert [(i.frame, i.frames) for i in images] == [(0, 2), (1, 2)]
+    assert np.array_equal(images[1].modality_values(), (GRAY + 2).astype(np.float32))
+    (problem,) = collection.problems  # the page left out is said, and the file still opens
+    assert problem.skipped and problem.reason.startswith("lab.tif: page 2 was left out")
+    from engine.io.raster import raster_images
+
+    shown, dropped = raster_images(Source(path, path))
+    assert len(shown) == 2
+    assert dropped == ["lab.tif: page 2 was left out, as page 2 stores its pixels as CIELAB, "
+                       "which this viewer does not read; save it as grayscale or RGB first."]
+
+
+def test_a_bad_first_page_still_fails_the_file(tmp_path):
+    path = tmp_path / "lab_first.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(np.zeros((3, 5, 3), np.uint8), photometric="cielab")
+        tif.write(GRAY, photometric="minisblack")
+    assert "lab_first.tif stores its pixels as CIELAB" in _problem(path)
+
+
+def test_mask_page_is_not_a_page(tmp_path):
+    path = tmp_path / "mask.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(GRAY, photometric="minisblack")
+        tif.write(np.ones((3, 5), bool), photometric="miniswhite", subfiletype=4)  # a mask
+    images = images_from_raster(Source(path, path))
+    assert [(i.frame, i.frames) for i in images] == [(0, 1)]
+
+
 @pytest.mark.parametrize("width", [3, 4])
 def test_planar_rgb_narrow_not_transposed(tmp_path, width):
     rgb = np.zeros((5, width, 3), np.uint8)

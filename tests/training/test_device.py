@@ -269,6 +269,8 @@ def test_a_gan_preset_trains_the_gan_stage_never_l1_by_its_command(
     # device_train.sh once hard-coded) trained plain L1 with no discriminator and no error.
     assert main(["psnr", "--config", "gan-fidelity", "--run-dir", str(tmp_path / "r")]) == 2
     assert "gan-stage config: run it with `cxr-train gan`" in capsys.readouterr().err
+    assert main(["psnr", "--config", "gan", "--set", "stage=gan", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "--set stage=gan does not match `cxr-train psnr`" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
     (tmp_path / "devdata" / "train").mkdir(parents=True)
     (tmp_path / "devdata" / "val").mkdir()

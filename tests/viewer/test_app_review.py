@@ -252,6 +252,36 @@ def test_closing_kills_a_hung_helper_instead_of_waiting(monkeypatch: pytest.Monk
         _kill(processes)
 
 
+def test_an_image_queued_behind_a_hung_one_still_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Image B asked for while A hangs in the lane's helper: when A times out and its helper is
+    killed, B is decoded by a fresh helper (not dropped as if the window were closing)."""
+    lane = "review-queued"
+    monkeypatch.setattr(decoding, "_closing", False, raising=False)
+    monkeypatch.setattr(decoding, "TIMEOUT_S", 3.0, raising=False)
+    monkeypatch.setattr(decoding, "_decode_in_child", helpers.hung_on_hung_dcm)
+    processes: list[Any] = []
+    first: dict[str, Any] = {}
+    hung = threading.Thread(target=lambda: first.update(_in_thread(
+        lambda: decoding.modality_values(_compressed("hung.dcm"), lane=lane), 30)), daemon=True)
+    hung.start()
+    try:
+        processes.extend(_helper_processes(lane))
+        assert processes
+        time.sleep(0.5)  # A is submitted first, B queues behind it
+        monkeypatch.setattr(decoding, "TIMEOUT_S", 60.0, raising=False)  # B's own limit
+        box = _in_thread(lambda: decoding.modality_values(_compressed("next.dcm"), lane=lane), 60)
+        assert not box["blocked"] and "error" not in box, box
+        assert box["value"].shape == (4, 4)  # from a fresh helper, not the in-process fallback
+        hung.join(10)
+        assert type(first.get("error")).__name__ == "DecodeTimeout", first
+    finally:
+        _kill(processes)
+        pool = decoding._pools.pop(lane, None)
+        if pool is not None:
+            _kill(list((getattr(pool, "_processes", None) or {}).values()))
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
 def test_a_decode_timeout_is_one_sentence_in_the_window(
         qtbot: Any, make_window: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     sentence = ("Decoding hung.dcm took longer than 300 s, so it was stopped; choose another "

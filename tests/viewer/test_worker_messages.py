@@ -28,3 +28,23 @@ def test_engine_errors_pass_through_and_others_are_shortened():
         "The model is damaged; reinstall it.")
     text = error_message(ValueError("bad thing\nwith a long traceback-like tail"))
     assert text == "Enhance failed (ValueError: bad thing); see Settings or try again."
+
+
+def test_the_worker_works_out_the_network_range_off_the_ui_thread():
+    # The viewer passes the image; leaving Pixel Padding out masks the whole image, so the range
+    # is computed in the worker thread, not when Enhance is pressed.
+    import threading
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from viewer.worker import EnhanceRequest, EnhanceWorker
+
+    values = np.zeros((4, 4), np.float32)
+    png = SimpleNamespace(is_dicom=False, bits_stored=8)
+    worker = EnhanceWorker(EnhanceRequest(values=values, image=png), threading.Event())
+    assert worker._value_range() == (0.0, 255.0)  # 8-bit files as trained, same as the CLI
+    given = EnhanceWorker(EnhanceRequest(values=values, image=png, value_range=(1.0, 2.0)),
+                          threading.Event())
+    assert given._value_range() == (1.0, 2.0)
+    assert EnhanceWorker(EnhanceRequest(values=values), threading.Event())._value_range() is None
