@@ -193,18 +193,20 @@ class MainWindow(QMainWindow):
             return None
         try:
             from engine.sr import registry
-
-            path = Path(chosen).expanduser()
-            if path.suffix.lower() in (".json", *registry.WEIGHT_SUFFIXES) or path.is_file():
-                return chosen if path.is_file() else None
-            wanted = chosen.strip().lower()
-            models = registry.list_models()
         except Exception:  # noqa: BLE001 - cannot tell: let Enhance try it and say what it finds
             return chosen
-        if not models:
+        try:
+            path = Path(chosen).expanduser()
+            if path.suffix.lower() in (".json", *registry.WEIGHT_SUFFIXES) or path.is_file():
+                return chosen if path.is_file() else None  # a damaged file: Enhance says so
+            registry.find_model(chosen)  # the same name/title matching Enhance will do
+        except registry.NoModelInstalled:
             return chosen  # nothing installed at all: Enhance says where to put a model
-        found = any(wanted in (m.name.lower(), m.title.lower()) for m in models)
-        return chosen if found else None
+        except registry.ModelNotFound:
+            return None
+        except Exception:  # noqa: BLE001 - cannot tell: let Enhance try it and say what it finds
+            return chosen
+        return chosen
 
     def toggle_theme(self) -> None:
         self.settings.theme = "light" if self.settings.theme == "dark" else "dark"
@@ -213,6 +215,7 @@ class MainWindow(QMainWindow):
 
     def settings_dialog(self) -> None:
         dialog = SettingsDialog(self.settings, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)  # one per opening, not kept
         if dialog.exec():
             new = dialog.result_settings()
             if (new.model, new.device, new.precision, new.tile) != (

@@ -501,3 +501,19 @@ def test_the_problems_dock_hides_when_the_next_folder_has_none(
     qtbot.waitUntil(lambda: not window.problems.isHidden(), timeout=10_000)
     open_and_wait(qtbot, window, good)
     assert window.problems.isHidden()
+
+
+def test_the_settings_dialog_is_not_kept_after_it_closes(qtbot, make_window) -> None:
+    # Each opening used to leave one SettingsDialog (a child of the window) alive for good
+    from PySide6.QtCore import QCoreApplication, QEvent, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from viewer.dialogs import SettingsDialog
+
+    window = make_window()
+    for _ in range(2):
+        QTimer.singleShot(0, lambda: [w.reject() for w in QApplication.topLevelWidgets()
+                                      if isinstance(w, SettingsDialog)])
+        window.settings_dialog()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert window.findChildren(SettingsDialog) == []
