@@ -24,12 +24,10 @@ QUICK_EVAL = ["-q", "--protocol", "x4-native", "--tile", "16", "--overlap", "4"]
 
 
 @pytest.fixture
-def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "models"
-    folder.mkdir()
-    install_tiny_model(folder)
-    monkeypatch.setenv("CXR_ENHANCE_MODELS_DIR", str(folder))
-    return folder
+def models_dir(models_dir: Path) -> Path:
+    """conftest's private models folder, with the tiny default model installed."""
+    install_tiny_model(models_dir)
+    return models_dir
 
 
 def _card_path(models_dir: Path) -> Path:

@@ -39,13 +39,10 @@ class Evil:
 
 
 @pytest.fixture
-def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A models folder with the good tiny default model only."""
-    folder = tmp_path / "models"
-    folder.mkdir()
-    install_tiny_model(folder)
-    monkeypatch.setenv("CXR_ENHANCE_MODELS_DIR", str(folder))
-    return folder
+def models_dir(models_dir: Path) -> Path:
+    """conftest's private models folder, with the tiny default model installed."""
+    install_tiny_model(models_dir)
+    return models_dir
 
 
 @pytest.fixture

@@ -201,9 +201,13 @@ def test_a_hung_decoder_costs_one_image_and_one_sentence(monkeypatch: pytest.Mon
     monkeypatch.setattr(decoding, "TIMEOUT_S", 3.0, raising=False)
     monkeypatch.setattr(decoding, "_decode_in_child", helpers.hung_decode)
     processes: list[Any] = []
-    watcher = threading.Thread(target=lambda: processes.extend(_helper_processes(lane)),
-                               daemon=True)
-    watcher.start()
+    kill = decoding._kill
+
+    def recording_kill(pool: Any) -> None:  # the helpers killed, seen however slow their start
+        processes.extend((getattr(pool, "_processes", None) or {}).values())
+        kill(pool)
+
+    monkeypatch.setattr(decoding, "_kill", recording_kill)
     try:
         box = _in_thread(lambda: decoding.modality_values(_compressed("hung.dcm"), lane=lane),
                          30)
@@ -211,7 +215,6 @@ def test_a_hung_decoder_costs_one_image_and_one_sentence(monkeypatch: pytest.Mon
         error = box.get("error")
         assert type(error).__name__ == "DecodeTimeout", box
         assert str(error).startswith("Decoding hung.dcm took longer than 3 s")
-        watcher.join(5)
         assert processes
         for process in processes:  # the hung helper was killed, not left running
             process.join(10)
@@ -224,10 +227,15 @@ def test_a_hung_decoder_costs_one_image_and_one_sentence(monkeypatch: pytest.Mon
         assert box["value"].shape == (4, 4)  # from the helper, not the in-process fallback
     finally:
         _kill(processes)
-        pool = decoding._pools.pop(lane, None)
-        if pool is not None:
-            _kill(list((getattr(pool, "_processes", None) or {}).values()))
-            pool.shutdown(wait=False, cancel_futures=True)
+        _drop_pool(lane)
+
+
+def _drop_pool(lane: str) -> None:
+    """Kill and forget the lane's helper pool, so no later test meets it."""
+    pool = decoding._pools.pop(lane, None)
+    if pool is not None:
+        _kill(list((getattr(pool, "_processes", None) or {}).values()))
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def test_closing_kills_a_hung_helper_instead_of_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -276,10 +284,7 @@ def test_an_image_queued_behind_a_hung_one_still_shows(monkeypatch: pytest.Monke
         assert type(first.get("error")).__name__ == "DecodeTimeout", first
     finally:
         _kill(processes)
-        pool = decoding._pools.pop(lane, None)
-        if pool is not None:
-            _kill(list((getattr(pool, "_processes", None) or {}).values()))
-            pool.shutdown(wait=False, cancel_futures=True)
+        _drop_pool(lane)
 
 
 def test_a_decode_timeout_is_one_sentence_in_the_window(
