@@ -39,6 +39,7 @@ _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _enabled = os.environ.get(ENV_IN_PROCESS, "") not in ("1", "true", "yes")
 _unavailable = False  # helpers cannot be started here: decode in-process
+_exit_hooked = False
 
 
 class DecoderCrashed(RuntimeError):
@@ -92,7 +93,7 @@ def run(func: Callable[..., T], *args: Any, timeout: float = TIMEOUT_S) -> T:
 
 
 def _get_pool() -> ProcessPoolExecutor | None:
-    global _pool, _unavailable
+    global _pool, _unavailable, _exit_hooked
     with _lock:
         if _pool is None and not _unavailable:
             import multiprocessing
@@ -102,6 +103,9 @@ def _get_pool() -> ProcessPoolExecutor | None:
                 context = multiprocessing.get_context("spawn")
                 _pool = ProcessPoolExecutor(max_workers=WORKERS, mp_context=context,
                                             initializer=_child_init)
+                if not _exit_hooked:
+                    _exit_hooked = True
+                    _register_thread_exit()
             except (OSError, ValueError, NotImplementedError):
                 _unavailable = True
         return _pool
@@ -125,13 +129,27 @@ def _discard(pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def shutdown() -> None:
-    """Stop the helpers (at exit; the next decode starts new ones)."""
+def shutdown(*, kill: bool = True) -> None:
+    """Stop the helpers (at exit; the next decode starts new ones). `kill`: end their processes
+    now instead of letting them finish the decode in hand, which a hung decoder never does."""
     global _pool
     with _lock:
         pool, _pool = _pool, None
     if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
+        _discard(pool, kill=kill)
 
 
 atexit.register(shutdown)
+
+
+def _register_thread_exit() -> None:
+    """concurrent.futures joins its helper processes in threading's exit hooks, which run before
+    atexit's (last registered, first run): end the helpers before that join, so a decode that
+    hangs cannot keep `cxr-enhance` from exiting. Registered when the first pool starts, i.e.
+    after concurrent.futures.process registered its own hook."""
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(shutdown)
+        except RuntimeError:  # the interpreter is already shutting down
+            pass

@@ -80,3 +80,30 @@ def test_only_pixel_attributes_cross_to_the_helper():
     assert "PatientName" not in part and "PixelData" in part
     assert part.file_meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID
     assert (part.Rows, part.Columns, part.SamplesPerPixel) == (ds.Rows, ds.Columns, ds.SamplesPerPixel)
+
+
+def test_exiting_does_not_wait_for_a_hung_decoder(tmp_path):
+    """A decode hung in a helper when the program ends (a CLI run stopped, the suite finishing):
+    the interpreter's exit ends the helper instead of joining it (concurrent.futures would wait
+    for the decode, here 60 s; a real hung decoder, forever)."""
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    script = (
+        "import threading, time\n"
+        "from engine.io import isolation\n"
+        "from tests.engine import crashers\n"
+        "threading.Thread(target=lambda: isolation.run(crashers.hang, timeout=600), daemon=True).start()\n"
+        "deadline = time.monotonic() + 60\n"
+        "while time.monotonic() < deadline and not (isolation._pool and isolation._pool._processes):\n"
+        "    time.sleep(0.05)\n"
+        "time.sleep(2.0)\n"  # the helper has started and taken the hung decode
+        "print('exiting', flush=True)\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "exiting" in done.stdout, done.stderr[-2000:]
+    exiting = time.monotonic() - started
+    assert exiting < 45, f"exit waited {exiting:.0f} s for the hung decode"
