@@ -139,9 +139,14 @@ class ScanWorker(QObject):
                 continue
             from viewer.raster import frame_to_qimage
 
-            qimage = frame_to_qimage(frame).scaled(
-                THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.SmoothTransformation)
+            qimage = frame_to_qimage(frame)
+            row, column = getattr(image, "pixel_aspect", (1.0, 1.0))
+            if row != column:  # non-square pixels: the thumbnail has the image's real shape
+                qimage = qimage.scaled(round(qimage.width() * column), round(qimage.height() * row),
+                                       Qt.AspectRatioMode.IgnoreAspectRatio,
+                                       Qt.TransformationMode.SmoothTransformation)
+            qimage = qimage.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                                   Qt.TransformationMode.SmoothTransformation)
             self.thumbnail.emit(self.generation, index, qimage)
 
 

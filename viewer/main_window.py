@@ -350,7 +350,8 @@ class MainWindow(QMainWindow):
         document.displayChanged.connect(self._repaint)
         document.enhancedChanged.connect(self._on_enhanced_changed)
         self.compare.primary.measurements.clear()
-        self.view.set_image_size(document.columns, document.rows)
+        self.view.set_image_size(document.columns, document.rows,
+                                 getattr(document.image, "pixel_aspect", (1.0, 1.0)))
         if self.compare.mode != "ab":
             self.compare.set_mode("ab")
         self.compare.primary.show_top = False
@@ -459,7 +460,8 @@ class MainWindow(QMainWindow):
             context=ctx, image_label=str(getattr(image, "label", "")),
             columns=doc.columns, rows=doc.rows,
             spacing=spacing_text(getattr(image, "pixel_spacing", None),
-                                 getattr(image, "spacing_source", "none")),
+                                 getattr(image, "spacing_source", "none"),
+                                 getattr(image, "pixel_aspect", (1.0, 1.0))),
             lossy=bool(getattr(image, "lossy", False)),
             window_center=float(doc.window.center), window_width=float(doc.window.width),
             window_name=doc.window.explanation, invert=doc.invert,

@@ -35,12 +35,17 @@ def ruler_label(start: QPointF, end: QPointF, spacing: tuple[float, float] | Non
     return f"{math.hypot(dx * col_mm, dy * row_mm):.1f} {_mm_where(source)}"
 
 
-def spacing_text(spacing: tuple[float, float] | None, source: str) -> str:
+def spacing_text(spacing: tuple[float, float] | None, source: str,
+                 aspect: tuple[float, float] = (1.0, 1.0)) -> str:
+    """The overlay's spacing line; non-square pixels (aspect = a pixel's (height, width)) are
+    named, since they are drawn to their shape rather than one screen pixel per image pixel."""
+    shape = "" if aspect[0] == aspect[1] else \
+        f"; pixels {aspect[0]:.3g}:{aspect[1]:.3g} (h:w), drawn to shape"
     if spacing is None or source in ("", "none"):
-        return "no pixel spacing: lengths in pixels"
+        return "no pixel spacing: lengths in pixels" + shape
     row_mm, col_mm = spacing
     value = f"{row_mm:.3f}" if math.isclose(row_mm, col_mm) else f"{row_mm:.3f} x {col_mm:.3f}"
-    return f"{value} {_mm_where(source)}"
+    return f"{value} {_mm_where(source)}{shape}"
 
 
 def _mm_where(source: str) -> str:

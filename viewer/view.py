@@ -3,6 +3,10 @@
 One `ViewTransform` drives every canvas that shows the same image (A/B in one canvas, or two
 side-by-side canvases), so original and enhanced always stay in register. Coordinates are in
 *original* image pixels; the enhanced layer maps itself there with a 1/scale transform.
+Non-square pixels (Pixel Spacing or Pixel Aspect Ratio with unequal row and column values) are
+drawn to their shape: `aspect` stretches image x or y before the zoom, so a circle on the patient
+is a circle on screen, and every mapping between widget and image (ruler, cursor value, loupe)
+goes through the same transform.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class ViewTransform(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.image_size = QSizeF(1, 1)
+        self.aspect = (1.0, 1.0)  # screen x, y per image pixel at zoom 1: (column, row) shape
         self.zoom = 1.0  # logical (device-independent) screen pixels per original image pixel
         self.center = QPointF(0.5, 0.5)  # image point shown at the middle of the widget
         # Degrees, a multiple of 90, applied to the image *before* the screen-space flips
@@ -32,8 +37,12 @@ class ViewTransform(QObject):
         self.fit = True  # zoom follows the widget size until the user zooms
 
     # -- state ---------------------------------------------------------------------------------
-    def set_image_size(self, width: float, height: float) -> None:
+    def set_image_size(self, width: float, height: float,
+                       pixel_aspect: tuple[float, float] = (1.0, 1.0)) -> None:
+        """`pixel_aspect`: a pixel's (height, width) as engine.io reports it (row, column)."""
         self.image_size = QSizeF(width, height)
+        row, column = pixel_aspect
+        self.aspect = (float(column), float(row)) if row > 0 and column > 0 else (1.0, 1.0)
         self.reset()
 
     def reset(self) -> None:
@@ -105,13 +114,15 @@ class ViewTransform(QObject):
 
     def copy_from(self, other: ViewTransform) -> None:
         self.image_size = QSizeF(other.image_size)
+        self.aspect = other.aspect
         self.zoom, self.center, self.fit = other.zoom, QPointF(other.center), other.fit
         self.rotation, self.flip_h, self.flip_v = other.rotation, other.flip_h, other.flip_v
         self.changed.emit()
 
     # -- geometry ------------------------------------------------------------------------------
     def fit_zoom(self, widget_size: QSizeF) -> float:
-        w, h = self.image_size.width(), self.image_size.height()
+        w = self.image_size.width() * self.aspect[0]
+        h = self.image_size.height() * self.aspect[1]
         if self.rotation % 180:
             w, h = h, w
         if w <= 0 or h <= 0 or widget_size.width() <= 0 or widget_size.height() <= 0:
@@ -130,6 +141,7 @@ class ViewTransform(QObject):
         t.scale(-1 if self.flip_h else 1, -1 if self.flip_v else 1)  # screen-space flips
         t.rotate(self.rotation)
         t.scale(zoom, zoom)
+        t.scale(*self.aspect)
         t.translate(-self.center.x(), -self.center.y())
         return t
 
@@ -146,6 +158,7 @@ class ViewTransform(QObject):
         t.scale(-1 if self.flip_h else 1, -1 if self.flip_v else 1)
         t.rotate(self.rotation)
         t.scale(self.zoom, self.zoom)
+        t.scale(*self.aspect)
         return t
 
 
@@ -154,5 +167,6 @@ def _centre(size: QSizeF) -> QPointF:
 
 
 def transform_scale(t: QTransform) -> float:
-    """Screen pixels per source pixel of a similarity transform (rotation/flip independent)."""
-    return math.sqrt(abs(t.determinant()))
+    """Screen pixels per source pixel (rotation/flip independent): for non-square pixels, along
+    the source's shorter side, so sampling never drops detail the longer side would keep."""
+    return min(math.hypot(t.m11(), t.m12()), math.hypot(t.m21(), t.m22()))

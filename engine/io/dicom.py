@@ -191,6 +191,7 @@ def _image(source: Source, ds: Dataset, frame: int, frames: int, rows: int, colu
     function = str(frame_attr(ds, frame, "FrameVOILUTSequence", "VOILUTFunction") or "LINEAR")
     function = function.strip().upper() if function.strip().upper() in FUNCTIONS else "LINEAR"
     spacing, spacing_source = _pixel_spacing(ds, frame)
+    aspect = pixel_aspect(ds, spacing)
     modality_lut = _modality_lut(ds, signed, little)
     slope = _number(frame_attr(ds, frame, "PixelValueTransformationSequence", "RescaleSlope"), 1.0)
     intercept = _number(
@@ -210,7 +211,7 @@ def _image(source: Source, ds: Dataset, frame: int, frames: int, rows: int, colu
         windows=file_windows(ds, frame, function),
         voi_luts=_voi_luts(ds, signed, little), voi_function=function,
         presentation_lut_shape=shape if shape in ("IDENTITY", "INVERSE") else None,
-        pixel_spacing=spacing, spacing_source=spacing_source, dataset=ds,
+        pixel_spacing=spacing, spacing_source=spacing_source, pixel_aspect=aspect, dataset=ds,
         sop_instance_uid=_text(ds, "SOPInstanceUID"), sop_class_uid=_text(ds, "SOPClassUID"),
         instance_number=_integer(ds.get("InstanceNumber")), modality=_text(ds, "Modality"),
         lossy=is_lossy(ds), bits_stored=_integer(ds.get("BitsStored")) or 8, is_dicom=True,
@@ -444,6 +445,29 @@ def _pixel_spacing(ds: Dataset, frame: int) -> tuple[tuple[float, float] | None,
     if imager is not None:
         return imager, "ImagerPixelSpacing"
     return None, "none"
+
+
+MAX_PIXEL_ASPECT = 3.0  # beyond this a pixel shape is taken for a damaged tag, not a detector
+
+
+def pixel_aspect(ds: Dataset, spacing: tuple[float, float] | None) -> tuple[float, float]:
+    """Height : width of a pixel as (row, column), scaled so the smaller is 1: from the pixel
+    spacing when there is one (its ratio holds whether calibrated or at the detector), else
+    Pixel Aspect Ratio (0028,0034), else square. A ratio within 0.1 % of square, or beyond
+    MAX_PIXEL_ASPECT (not a real detector), counts as square."""
+    pair: tuple[float, float] | None = spacing
+    if pair is None:
+        numbers = _numbers(_safe_get(ds, "PixelAspectRatio"))
+        if len(numbers) >= 2 and all(np.isfinite(n) and n > 0 for n in numbers[:2]):
+            pair = (numbers[0], numbers[1])
+    if pair is None:
+        return (1.0, 1.0)
+    row, column = float(pair[0]), float(pair[1])
+    ratio = max(row, column) / min(row, column)
+    if ratio < 1.001 or ratio > MAX_PIXEL_ASPECT:
+        return (1.0, 1.0)
+    small = min(row, column)
+    return (row / small, column / small)
 
 
 def _modality_lut(ds: Dataset, signed: bool, little: bool) -> Lut | None:

@@ -59,6 +59,9 @@ class Image:
     presentation_lut_shape: str | None = None
     pixel_spacing: tuple[float, float] | None = None
     spacing_source: str = "none"
+    # Height : width of one pixel, (row, column) as PS3.3 orders Pixel Spacing and Pixel Aspect
+    # Ratio; (1.0, 1.0) for square pixels. The viewer draws the image to this shape.
+    pixel_aspect: tuple[float, float] = (1.0, 1.0)
     dataset: Dataset | None = field(default=None, repr=False)
     sop_instance_uid: str = ""
     sop_class_uid: str = ""

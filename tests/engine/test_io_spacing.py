@@ -54,3 +54,18 @@ def test_equal_spacings_read_from_a_file_are_at_the_detector(tmp_path: Path) -> 
                    PixelSpacing=[0.139, 0.139], ImagerPixelSpacing=[0.139, 0.139])
     image = load(path).images[0]
     assert (image.pixel_spacing, image.spacing_source) == ((0.139, 0.139), "ImagerPixelSpacing")
+
+
+@pytest.mark.parametrize(("tags", "expected"), [
+    ({"PixelSpacing": [0.2, 0.1]}, (2.0, 1.0)),  # rows 0.2 mm apart: a pixel twice as tall
+    ({"ImagerPixelSpacing": [0.15, 0.18]}, (1.0, 1.2)),  # the ratio holds at the detector too
+    ({"PixelAspectRatio": [5, 4]}, (1.25, 1.0)),  # no spacing: Pixel Aspect Ratio (0028,0034)
+    ({"PixelSpacing": [0.2, 0.2], "PixelAspectRatio": [5, 4]}, (1.0, 1.0)),  # spacing wins
+    ({"PixelSpacing": [0.1395, 0.1394]}, (1.0, 1.0)),  # within 0.1 %: square
+    ({"PixelAspectRatio": [1, 100]}, (1.0, 1.0)),  # no detector: a damaged tag, drawn square
+    ({"PixelAspectRatio": [0, 1]}, (1.0, 1.0)),
+    ({}, (1.0, 1.0)),
+])
+def test_pixel_aspect(tmp_path: Path, tags: dict, expected: tuple) -> None:
+    path = make_dx(tmp_path / "dx.dcm", study_uid=generate_uid(), series_uid=generate_uid(), **tags)
+    assert load(path).images[0].pixel_aspect == pytest.approx(expected)

@@ -258,3 +258,79 @@ def test_arrow_keys_in_the_browser_load_the_highlighted_image(
     qtbot.waitUntil(lambda: window.document.image is browser.images[1][0], timeout=20_000)
     assert browser.current_index() == 1
     assert activated == [want, browser.images[1][0]]
+
+
+# -- 7. non-square pixels ----------------------------------------------------------------------
+def test_non_square_pixels_are_drawn_to_their_shape() -> None:
+    view = ViewTransform()
+    view.set_image_size(100, 50, (2.0, 1.0))  # pixels twice as tall as wide: a square patient
+    size = QSizeF(400, 400)
+    shown = view.to_widget(size).mapRect(QRectF(0, 0, 100, 50))
+    assert shown.width() == pytest.approx(400) and shown.height() == pytest.approx(400)
+    assert view.to_image(size).map(QPointF(200, 200)) == QPointF(50, 25)
+    view.rotate(90)
+    shown = view.to_widget(size).mapRect(QRectF(0, 0, 100, 50))
+    assert shown.width() == pytest.approx(400) and shown.height() == pytest.approx(400)
+    copy = ViewTransform()
+    copy.copy_from(view)
+    assert copy.to_widget(size) == view.to_widget(size)
+    view.set_image_size(100, 50)  # the next image is square-pixelled again
+    assert view.to_widget(size).mapRect(QRectF(0, 0, 100, 50)).height() == pytest.approx(200)
+
+
+def test_a_circle_on_non_square_pixels_is_a_circle_on_screen(
+        qtbot: Any, make_window: Any, tmp_path: Path) -> None:
+    """A disc 30 mm across, sampled at 0.4 mm per row and 0.2 mm per column (an ellipse in the
+    pixel grid, 150 columns by 75 rows), shows as round; the ruler still measures in mm."""
+    from tests.engine.test_io_scan import make_dx
+
+    yy, xx = np.mgrid[0:100, 0:200]
+    disc = (((xx - 100) * 0.2) ** 2 + ((yy - 50) * 0.4) ** 2 <= 15 ** 2)
+    folder = tmp_path / "dx"
+    folder.mkdir()
+    make_dx(folder / "disc.dcm", study_uid=generate_uid(), series_uid=generate_uid(),
+            pixels=np.where(disc, 4000, 0).astype(np.uint16), PixelSpacing=[0.4, 0.2],
+            WindowCenter=2000, WindowWidth=4000)
+    window = make_window()
+    doc = open_and_wait(qtbot, window, folder)
+    assert doc.image.pixel_aspect == pytest.approx((2.0, 1.0))
+    canvas = window.compare.primary
+    assert "pixels 2:1 (h:w), drawn to shape" in window.overlay_info(canvas).spacing
+    grab = _gray(canvas.grab().toImage())
+    bright = np.argwhere(grab[60:-60] > 128)  # the disc, not the corner texts
+    height = bright[:, 0].max() - bright[:, 0].min() + 1
+    width = bright[:, 1].max() - bright[:, 1].min() + 1
+    assert abs(width - height) <= 0.03 * width, (width, height)
+    centre = canvas.image_to_widget().map(QPointF(100, 50))
+    assert canvas.widget_to_image(centre) == QPointF(100, 50)
+    assert width == pytest.approx(0.75 * canvas.height(), rel=0.03)  # 30 of the 40 mm shown
+    window._set_tool(Tool.RULER)  # across the image, left edge to right edge: 40 mm
+    left, right = canvas.image_to_widget().map(QPointF(0, 50)), \
+        canvas.image_to_widget().map(QPointF(200, 50))
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=left.toPoint())
+    qtbot.mouseMove(canvas, right.toPoint())
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=right.toPoint())
+    label = canvas.ruler_label(canvas.measurements[0])
+    assert label.endswith("mm (PixelSpacing)") and abs(float(label.split()[0]) - 40.0) < 0.5
+
+
+def test_thumbnails_of_non_square_pixels_have_the_images_shape(tmp_path: Path) -> None:
+    import threading
+
+    from tests.engine.test_io_scan import make_dx
+    from viewer.browser import THUMB, ScanWorker
+
+    folder = tmp_path / "dx"
+    folder.mkdir()
+    make_dx(folder / "tall.dcm", study_uid=generate_uid(), series_uid=generate_uid(),
+            pixels=np.zeros((100, 200), np.uint16), PixelSpacing=[0.4, 0.2])  # 40 x 40 mm
+    make_dx(folder / "wide.dcm", study_uid=generate_uid(), series_uid=generate_uid(),
+            pixels=np.zeros((100, 200), np.uint16))  # square pixels: twice as wide as tall
+    worker = ScanWorker(folder, threading.Event())
+    sizes: dict[int, tuple[int, int]] = {}
+    worker.thumbnail.connect(lambda _g, index, image: sizes.update({index: (image.width(),
+                                                                            image.height())}))
+    worker.run()
+    names = [image.path.name for image in worker._images]
+    assert sizes[names.index("tall.dcm")] == (THUMB, THUMB)
+    assert sizes[names.index("wide.dcm")] == (THUMB, THUMB // 2)
