@@ -267,13 +267,20 @@ if _register_thread_exit is not None:
 
 
 def _decode_in_child(source_file: str, path: str, frame: int) -> np.ndarray:
-    """Runs in the helper process: find the same frame through engine.io and decode it."""
+    """Runs in the helper process: read the same file (or ZIP member) again through engine.io
+    and decode the frame. Only that file is read: a ZIP member is found in the archive's
+    central directory, so the thumbnails of a ZIP of N images cost N reads, not N squared."""
     from engine import io
+    from engine.io.sources import Source, zip_sources
 
-    for event in io.scan(source_file):
-        image = event.image
-        if image is not None and str(image.path) == path and image.frame == frame:
-            return np.ascontiguousarray(image.modality_values())
-        if event.problem is not None and str(event.problem.path) in (path, source_file):
-            raise io.ReadError(event.problem.reason)
-    raise io.ReadError(f"{Path(path).name} frame {frame + 1} was not found when reading it again.")
+    on_disk, wanted = Path(source_file), Path(path)
+    if wanted == on_disk:
+        source: Source | None = Source(wanted, wanted)
+    else:  # a ZIP member, shown as "archive.zip/member/name"
+        members, _problems = zip_sources(on_disk)
+        source = next((member for member in members if member.path == wanted), None)
+    if source is not None:
+        for image in io.read_source(source):
+            if image.frame == frame:
+                return np.ascontiguousarray(image.modality_values())
+    raise io.ReadError(f"{wanted.name} frame {frame + 1} was not found when reading it again.")

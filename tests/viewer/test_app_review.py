@@ -287,6 +287,33 @@ def test_an_image_queued_behind_a_hung_one_still_shows(monkeypatch: pytest.Monke
         _drop_pool(lane)
 
 
+def test_the_helper_reads_only_the_zip_member_it_decodes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The helper finds a ZIP member from the archive's directory and reads that member alone
+    (it used to scan the ZIP up to the member: N thumbnails cost N squared reads)."""
+    import zipfile
+
+    from engine.io import sources
+    from tests.engine.test_io_scan import make_dx
+
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i in range(20):
+            pixels = np.full((4, 5), 100 * i, np.uint16)
+            z.write(make_dx(tmp_path / f"{i}.dcm", study_uid="1.2.3", series_uid="1.2.3.4",
+                            instance=i + 1, pixels=pixels), f"images/{i:02d}.dcm")
+    read: list[str | None] = []
+    for name in ("opened", "streamed"):
+        real = getattr(sources.Source, name)
+        monkeypatch.setattr(sources.Source, name,
+                            lambda self, real=real: read.append(self.member) or real(self))
+    values = decoding._decode_in_child(str(archive), str(archive / "images" / "19.dcm"), 0)
+    assert values.shape == (4, 5) and float(values[0, 0]) == 1900
+    assert set(read) == {"images/19.dcm"}
+    with pytest.raises(Exception, match="20.dcm frame 1 was not found"):
+        decoding._decode_in_child(str(archive), str(archive / "images" / "20.dcm"), 0)
+
+
 def test_a_decode_timeout_is_one_sentence_in_the_window(
         qtbot: Any, make_window: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     sentence = ("Decoding hung.dcm took longer than 300 s, so it was stopped; choose another "
