@@ -24,7 +24,18 @@ EXIT_LIMIT_S = 300
 _status: dict[str, int] = {}
 
 
+def _pytest_is_the_program() -> bool:
+    """Only when this process is pytest itself: pytest.main() run from an IDE or a script must
+    not have its host ended at exit, nor its exit status replaced."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return getattr(spec, "name", "") in ("pytest", "pytest.__main__") or \
+        os.path.basename(sys.argv[0]) in ("pytest", "py.test")
+
+
 def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    if not _pytest_is_the_program():
+        return
     _status["code"] = int(exitstatus)
     # Whatever still runs after the tests (other plugins' end-of-session hooks, the exit below)
     # gets EXIT_LIMIT_S: past that, every thread's stack goes to stderr and the process ends (1).
@@ -106,4 +117,7 @@ def _end_now() -> None:
             stream.flush()
         except Exception:  # noqa: BLE001
             pass
-    os._exit(_status.get("code", 0))
+    code = _status.get("code", 0)
+    if getattr(sys, "last_value", None) is not None:  # an error after the summary (a plugin's
+        code = code or 1  # unconfigure, a cleanup): printed, and the run must not pass
+    os._exit(code)

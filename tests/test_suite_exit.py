@@ -42,3 +42,13 @@ def test_a_thread_left_running_does_not_hold_the_exit(tmp_path: Path) -> None:
 def test_the_exit_status_is_pytests_own(tmp_path: Path) -> None:
     done, _ = run_suite(tmp_path, False)
     assert done.returncode == 1 and "1 failed, 1 passed" in done.stdout
+
+
+def test_an_error_after_the_summary_still_fails_the_run(tmp_path: Path) -> None:
+    shutil.copy(HERE / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_cleanup.py").write_text(
+        "def test_ok(request):\n    request.config.add_cleanup(lambda: 1 / 0)\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "1 passed" in done.stdout and "ZeroDivisionError" in done.stderr
+    assert done.returncode == 1

@@ -167,6 +167,7 @@ def _centre(size: QSizeF) -> QPointF:
 
 
 def transform_scale(t: QTransform) -> float:
-    """Screen pixels per source pixel (rotation/flip independent): for non-square pixels, along
-    the source's shorter side, so sampling never drops detail the longer side would keep."""
-    return min(math.hypot(t.m11(), t.m12()), math.hypot(t.m21(), t.m22()))
+    """Screen pixels per source pixel (rotation/flip independent). For non-square pixels, along
+    the axis drawn larger: one sampling stride serves both axes, and the stride that axis needs
+    is the finer one, so neither axis drops rows or columns it could show."""
+    return max(math.hypot(t.m11(), t.m12()), math.hypot(t.m21(), t.m22()))

@@ -71,7 +71,8 @@ def read_header(source: Source) -> Dataset:
     first element is checked before the forced parse: pydicom reads a file of zeros as one empty
     element per 8 bytes, minutes for a large file.
     """
-    stop_when = _header_end(source.name)
+    zeros: list[bool] = []
+    stop_when = _header_end(zeros)
     try:
         with source.streamed() as handle:
             if _zeros_after_meta(handle):
@@ -94,6 +95,8 @@ def read_header(source: Source) -> Dataset:
         if is_interrupt(exc):
             raise
         raise ReadError(f"{source.name} is not a readable DICOM file ({short_reason(exc)}).") from exc
+    if zeros and not _padded_non_image(ds):
+        raise ReadError(_zeros_sentence(source.name))
     ensure_transfer_syntax(ds)
     return ds
 
@@ -101,16 +104,28 @@ def read_header(source: Source) -> Dataset:
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})  # pixel data: the header ends
 
 
-def _header_end(name: str) -> Callable[[Any, Any, int], bool]:
-    """pydicom's stop_when for read_header: stop before the pixel data (stop_before_pixels),
-    and refuse an element (0000,0000) of length 0, which a stored dataset never holds but a run
-    of zero bytes reads as, 8 bytes at a time: a file zero-filled after its header (a failed
-    copy, a truncated transfer) took 13 s per 20 MB to parse to the end."""
+def _header_end(zeros: list[bool]) -> Callable[[Any, Any, int], bool]:
+    """pydicom's stop_when for read_header: stop before the pixel data (stop_before_pixels), and
+    at an element (0000,0000) of length 0, which a stored dataset never holds but a run of zero
+    bytes reads as, 8 bytes at a time (a file zero-filled after its header, from a failed copy
+    or a transfer cut short, took 13 s per 20 MB to parse to its end). That stop is noted in
+    `zeros`: read_header refuses the file unless it is a non-image object merely padded."""
     def stop(tag: Any, _vr: Any, length: int) -> bool:
         if tag == 0 and not length:
-            raise ReadError(_zeros_sentence(name))
+            zeros.append(True)
+            return True
         return int(tag) in _PIXEL_TAGS
     return stop
+
+
+def _padded_non_image(ds: Dataset) -> bool:
+    """A non-image object (a report, a DICOMDIR...) with zero padding at its end: it is read
+    as before and skipped for what it is. An image header cut off by zeros is damage."""
+    meta = getattr(ds, "file_meta", None)
+    sop_class = str(ds.get("SOPClassUID", "") or "") or (
+        str(meta.get("MediaStorageSOPClassUID", "") or "") if meta is not None else "")
+    return bool(sop_class) and sop_class != _RT_IMAGE and any(
+        sop_class.startswith(prefix) for prefix, _reason in _NOT_IMAGES)
 
 
 def _zeros_sentence(name: str) -> str:
@@ -118,17 +133,31 @@ def _zeros_sentence(name: str) -> str:
             "damaged (zero-filled or cut short).")
 
 
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT",
+             b"UV"}  # explicit VR with a 2-byte reserved field and a 4-byte length
+
+
 def _zeros_after_meta(handle: Any) -> bool:
     """Whether the dataset after "DICM" and the File Meta group starts with 8 zero bytes.
     pydicom reads what follows the meta as command elements (group 0000) before stop_when is
-    consulted, so a zero-filled body is caught here, before parsing."""
+    consulted, so a zero-filled body is caught here, before parsing. The meta's end is found by
+    walking its elements (group 0002), as pydicom does, not by trusting its group length."""
     handle.seek(128)
-    head = handle.read(16)
-    if head[:4] != b"DICM":
+    if handle.read(4) != b"DICM":
         return False
     at = 132
-    if head[4:10] == b"\x02\x00\x00\x00UL" and len(head) == 16:  # (0002,0000) group length
-        at += 12 + struct.unpack("<I", head[12:16])[0]
+    for _ in range(256):  # a File Meta group has a dozen elements
+        head = handle.read(12)
+        if len(head) < 8 or struct.unpack("<H", head[:2])[0] != 0x0002:
+            break
+        vr = head[4:6]
+        if vr in _LONG_VRS and len(head) == 12:
+            at += 12 + struct.unpack("<I", head[8:12])[0]
+        elif vr in _VRS:
+            at += 8 + struct.unpack("<H", head[6:8])[0]
+        else:  # implicit VR (not conformant for a File Meta, but met)
+            at += 8 + struct.unpack("<I", head[4:8])[0]
+        handle.seek(at)
     handle.seek(at)
     return handle.read(8) == bytes(8)
 

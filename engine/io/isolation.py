@@ -40,6 +40,7 @@ _pool: ProcessPoolExecutor | None = None
 _enabled = os.environ.get(ENV_IN_PROCESS, "") not in ("1", "true", "yes")
 _unavailable = False  # helpers cannot be started here: decode in-process
 _exit_hooked = False
+_exiting = False  # shutdown() ran: the program is ending, no helper is started again
 
 
 class DecoderCrashed(RuntimeError):
@@ -72,6 +73,8 @@ def run(func: Callable[..., T], *args: Any, timeout: float = TIMEOUT_S) -> T:
     for attempt in (1, 2):
         pool = _get_pool()
         if pool is None:
+            if _exiting:  # a decode still running in a thread while the program ends
+                raise DecoderCrashed("the decode was stopped because the program is ending")
             return func(*args)
         try:
             future = pool.submit(func, *args)
@@ -95,7 +98,7 @@ def run(func: Callable[..., T], *args: Any, timeout: float = TIMEOUT_S) -> T:
 def _get_pool() -> ProcessPoolExecutor | None:
     global _pool, _unavailable, _exit_hooked
     with _lock:
-        if _pool is None and not _unavailable:
+        if _pool is None and not _unavailable and not _exiting:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
@@ -130,11 +133,13 @@ def _discard(pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
 
 
 def shutdown(*, kill: bool = True) -> None:
-    """Stop the helpers (at exit; the next decode starts new ones). `kill`: end their processes
-    now instead of letting them finish the decode in hand, which a hung decoder never does."""
-    global _pool
+    """Stop the helpers, at exit: `kill` ends their processes now instead of letting them finish
+    the decode in hand, which a hung decoder never does. No helper starts after this: a decode
+    still asked for (a thread the exit has not stopped) ends with DecoderCrashed."""
+    global _pool, _exiting
     with _lock:
         pool, _pool = _pool, None
+        _exiting = True
     if pool is not None:
         _discard(pool, kill=kill)
 

@@ -170,6 +170,35 @@ def test_a_dicom_file_zero_filled_after_its_header_is_refused_at_once(tmp_path, 
                                    "the file is probably damaged (zero-filled or cut short)."]
 
 
+def test_zeros_after_a_meta_without_group_length_are_caught_too(tmp_path):
+    """The meta's end is found by walking its elements, not from (0002,0000), which may be
+    missing (or wrong)."""
+    good = make_dx(tmp_path / "good.dcm").read_bytes()
+    length = struct.unpack("<I", good[140:144])[0]
+    assert good[132:136] == b"\x02\x00\x00\x00"  # (0002,0000) first: drop it
+    path = tmp_path / "zeroed.dcm"
+    path.write_bytes(good[:132] + good[144:144 + length] + bytes(4 << 20))
+    assert reasons(load_within(path)) == [
+        "zeroed.dcm holds zero bytes where its DICOM data should be; the file is probably "
+        "damaged (zero-filled or cut short)."]
+
+
+def test_a_report_padded_with_zeros_is_still_skipped_as_a_report(tmp_path):
+    from pydicom.uid import BasicTextSRStorage
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = BasicTextSRStorage, generate_uid()
+    ds.Modality = "SR"
+    ds.save_as(tmp_path / "sr.dcm", enforce_file_format=True)
+    path = tmp_path / "sr.dcm"
+    path.write_bytes(path.read_bytes() + bytes(16))
+    collection = load_within(tmp_path)
+    assert len(collection.problems) == 1 and collection.problems[0].skipped
+    assert "structured report" in collection.problems[0].reason
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("name", ["ExplVR_LitEndNoMeta.dcm", "ExplVR_BigEndNoMeta.dcm",
                                   "rtstruct.dcm"])

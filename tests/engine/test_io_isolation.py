@@ -107,3 +107,12 @@ def test_exiting_does_not_wait_for_a_hung_decoder(tmp_path):
     assert done.returncode == 0 and "exiting" in done.stdout, done.stderr[-2000:]
     exiting = time.monotonic() - started
     assert exiting < 45, f"exit waited {exiting:.0f} s for the hung decode"
+
+
+def test_no_helper_starts_after_the_exit_stopped_them(monkeypatch):
+    monkeypatch.setattr(isolation, "_exiting", False)  # restored after the test
+    assert isolation.run(int, "7") == 7
+    isolation.shutdown()
+    with pytest.raises(isolation.DecoderCrashed, match="program is ending"):
+        isolation.run(int, "7")
+    assert isolation._pool is None

@@ -278,6 +278,17 @@ def test_non_square_pixels_are_drawn_to_their_shape() -> None:
     assert view.to_widget(size).mapRect(QRectF(0, 0, 100, 50)).height() == pytest.approx(200)
 
 
+def test_sampling_follows_the_axis_drawn_larger() -> None:
+    """One stride serves both axes: it must be the one the finer axis needs (2 here, not 4,
+    which would drop every other row of pixels drawn twice as tall as wide)."""
+    from viewer.view import transform_scale
+
+    t = QTransform.fromScale(0.25, 0.5)
+    assert transform_scale(t) == pytest.approx(0.5)
+    assert sampling_stride(transform_scale(t)) == sampling_stride(0.5)
+    assert transform_scale(QTransform().rotate(90).scale(0.25, 0.5)) == pytest.approx(0.5)
+
+
 def test_a_circle_on_non_square_pixels_is_a_circle_on_screen(
         qtbot: Any, make_window: Any, tmp_path: Path) -> None:
     """A disc 30 mm across, sampled at 0.4 mm per row and 0.2 mm per column (an ellipse in the
