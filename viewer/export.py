@@ -62,7 +62,7 @@ def export_enhanced(document: Any, path: str | Path, kind: str) -> Path:
         return export.write_png(values, path, bits=16, value_range=value_range, inverted=inverted,
                                 provenance=provenance, protect=source)
     if kind == "png8":
-        frame = burn_mark(document.render(values), provenance.scale)
+        frame = burn_mark(to_pixel_shape(document.render(values), document), provenance.scale)
         return export.write_png(frame, path, bits=8, provenance=provenance, protect=source)
     if kind == "tiff":
         return export.write_tiff16(values, path, value_range=value_range, inverted=inverted,
@@ -103,13 +103,30 @@ def burn_mark(frame: np.ndarray, scale: int) -> np.ndarray:
     return qimage_to_frame(qimage)
 
 
+def to_pixel_shape(frame: np.ndarray, document: Any) -> np.ndarray:
+    """An 8-bit frame of an image with non-square pixels, resampled (bicubic, the axis of the
+    longer pixel side stretched) to square pixels, so that the copy looks as it does on screen
+    in programs that ignore pixel shape; square pixels are returned as they are."""
+    row, column = getattr(document.image, "pixel_aspect", (1.0, 1.0))
+    if row == column:
+        return frame
+    from PIL import Image as PILImage
+
+    h, w = frame.shape
+    size = (max(1, round(w * column)), max(1, round(h * row)))
+    resized = PILImage.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)).resize(
+        size, PILImage.Resampling.BICUBIC)
+    return np.asarray(resized, dtype=np.uint8)
+
+
 def shown_frame(document: Any, enhanced: bool = True) -> np.ndarray:
-    """The image as displayed now (window, polarity, invert) as an 8-bit frame; an enhanced one
-    carries the AI mark burned in (see `burn_mark`)."""
+    """The image as displayed now (window, polarity, invert, pixel shape) as an 8-bit frame; an
+    enhanced one carries the AI mark burned in (see `burn_mark`)."""
     state = document.enhanced
     if enhanced and state is not None and state.complete:
-        return burn_mark(document.render(state.values), int(getattr(state.result, "scale", 4)))
-    return np.ascontiguousarray(document.render(document.values))
+        return burn_mark(to_pixel_shape(document.render(state.values), document),
+                         int(getattr(state.result, "scale", 4)))
+    return np.ascontiguousarray(to_pixel_shape(document.render(document.values), document))
 
 
 def copy_to_clipboard(document: Any, enhanced: bool = True) -> QImage:

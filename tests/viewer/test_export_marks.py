@@ -104,3 +104,19 @@ def test_full_depth_exports_keep_a_monochrome1_sources_polarity(tmp_path: Path) 
     assert pixels[0, 0] == 65535 and pixels[-1, -1] == 0  # high values dark, as displayed
     with tifffile.TiffFile(export_enhanced(document, tmp_path / "m1.tif", "tiff")) as tif:
         assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISWHITE
+
+
+def test_as_shown_copies_of_non_square_pixels_have_the_images_shape(qapp: Any) -> None:
+    """Pixels twice as tall as wide: the 8-bit copies (as-shown PNG, Copy) are resampled to
+    square pixels, as the screen shows them, and the mark is drawn after, undistorted."""
+    from viewer.export import shown_frame, to_pixel_shape
+
+    values = np.tile(np.linspace(0, 255, 200, dtype=np.float32), (100, 1))
+    doc = SimpleNamespace(image=SimpleNamespace(pixel_aspect=(2.0, 1.0)), enhanced=None,
+                          values=values, render=lambda v: np.clip(v, 0, 255).astype(np.uint8))
+    frame = shown_frame(doc, enhanced=False)
+    assert frame.shape == (200, 200) and frame.dtype == np.uint8
+    np.testing.assert_allclose(frame[:, 100].astype(float), values[0, 100], atol=2)
+    square = SimpleNamespace(image=SimpleNamespace(pixel_aspect=(1.0, 1.0)))
+    plain = np.zeros((100, 200), np.uint8)
+    assert to_pixel_shape(plain, square) is plain
