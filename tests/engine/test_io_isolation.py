@@ -95,18 +95,23 @@ def test_exiting_does_not_wait_for_a_hung_decoder(tmp_path):
         "import threading, time\n"
         "from engine.io import isolation\n"
         "from tests.engine import crashers\n"
-        "threading.Thread(target=lambda: isolation.run(crashers.hang, timeout=600), daemon=True).start()\n"
+        "def decode():\n"
+        "    try:\n"
+        "        isolation.run(crashers.hang, timeout=600)\n"
+        "    except Exception:\n"  # ended by the exit: nothing to print while shutting down
+        "        pass\n"
+        "threading.Thread(target=decode, daemon=True).start()\n"
         "deadline = time.monotonic() + 60\n"
         "while time.monotonic() < deadline and not (isolation._pool and isolation._pool._processes):\n"
         "    time.sleep(0.05)\n"
         "time.sleep(2.0)\n"  # the helper has started and taken the hung decode
-        "print('exiting', flush=True)\n")
-    started = time.monotonic()
+        "print('exiting', time.time(), flush=True)\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=180)
+    ended = time.time()
     assert done.returncode == 0 and "exiting" in done.stdout, done.stderr[-2000:]
-    exiting = time.monotonic() - started
-    assert exiting < 45, f"exit waited {exiting:.0f} s for the hung decode"
+    exiting = ended - float(done.stdout.split()[-1])  # the exit alone, not the start-up
+    assert exiting < 30, f"exit waited {exiting:.0f} s for the hung decode (60 s)"
 
 
 def test_no_helper_starts_after_the_exit_stopped_them(monkeypatch):

@@ -81,8 +81,8 @@ def make_window(qtbot: Any, store: Any) -> Iterator[Callable[..., Any]]:
         window.settings.device = "cpu"
         window.resize(*size)
         qtbot.addWidget(window)
-        window.show()
-        qtbot.waitExposed(window)
+        with qtbot.waitExposed(window):
+            window.show()
         windows.append(window)
         return window
 
