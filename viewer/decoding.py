@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import threading
+import time
 from concurrent.futures import CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -160,8 +161,28 @@ def _result(pool: ProcessPoolExecutor, future: Any, limit: float) -> np.ndarray:
         ahead = [f for f in queue[:queue.index(future)] if not f.done()] \
             if future in queue else []
     if ahead:
-        wait(ahead, timeout=limit * (len(ahead) + 1))
-    return future.result(timeout=limit)
+        _wait_unless_stopped(pool, lambda s: wait(ahead, timeout=s)[1] == set(),
+                             limit * (len(ahead) + 1))
+    if not _wait_unless_stopped(pool, lambda s: bool(wait([future], timeout=s)[0]), limit):
+        raise FutureTimeout()
+    return future.result(timeout=0)
+
+
+def _wait_unless_stopped(pool: ProcessPoolExecutor, done: Any, limit: float) -> bool:
+    """`done(seconds)` asked in short slices until it says True (returns True) or `limit`
+    passes (False). A pool killed meanwhile (closing, or another image's timeout) raises
+    BrokenProcessPool at once: concurrent.futures may never notice by itself, since a helper
+    killed while sending its result leaves the pool's reader waiting for the rest of the
+    message (the window's close then waited out the full 300 s limit)."""
+    deadline = time.monotonic() + limit
+    while True:
+        if _is_stopped(pool) and not done(0):
+            raise BrokenProcessPool("the helper was stopped")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return bool(done(0))
+        if done(min(0.25, remaining)):
+            return True
 
 
 def _queue(pool: ProcessPoolExecutor) -> list[Any]:

@@ -563,3 +563,24 @@ def test_the_settings_dialog_is_not_kept_after_it_closes(qtbot, make_window) -> 
         window.settings_dialog()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     assert window.findChildren(SettingsDialog) == []
+
+
+def test_a_killed_helper_ends_the_wait_even_if_its_pool_never_notices() -> None:
+    """A helper killed while sending its result leaves concurrent.futures reading the rest of
+    the message forever, so the future never completes; the caller sees the pool was stopped
+    and ends at once instead of waiting out its limit (closing the window waited 300 s)."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = SimpleNamespace(_cxr_queue=[])
+    future: Future = Future()  # never completes, as with the reader stuck
+    pool._cxr_queue.append(future)
+    threading.Timer(0.3, lambda: setattr(pool, "_cxr_stopped", True)).start()
+    started = time.monotonic()
+    with pytest.raises(BrokenProcessPool):
+        decoding._result(pool, future, 60.0)
+    assert time.monotonic() - started < 30  # about 0.5 s; 60 s without the fix
+    done: Future = Future()
+    done.set_result(np.zeros((2, 2)))
+    assert decoding._result(SimpleNamespace(_cxr_queue=[done], _cxr_stopped=True), done,
+                            1.0).shape == (2, 2)  # a finished decode is still returned
