@@ -140,12 +140,10 @@ class ScanWorker(QObject):
             from viewer.raster import frame_to_qimage
 
             qimage = frame_to_qimage(frame)
-            row, column = getattr(image, "pixel_aspect", (1.0, 1.0))
-            if row != column:  # non-square pixels: the thumbnail has the image's real shape
-                qimage = qimage.scaled(round(qimage.width() * column), round(qimage.height() * row),
-                                       Qt.AspectRatioMode.IgnoreAspectRatio,
-                                       Qt.TransformationMode.SmoothTransformation)
-            qimage = qimage.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+            row, column = getattr(image, "pixel_aspect", (1.0, 1.0))  # the image's real shape
+            shape = QSize(round(qimage.width() * column), round(qimage.height() * row))
+            qimage = qimage.scaled(shape.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio),
+                                   Qt.AspectRatioMode.IgnoreAspectRatio,
                                    Qt.TransformationMode.SmoothTransformation)
             self.thumbnail.emit(self.generation, index, qimage)
 

@@ -61,9 +61,9 @@ def export_enhanced(document: Any, path: str | Path, kind: str) -> Path:
     if kind == "png16":
         return export.write_png(values, path, bits=16, value_range=value_range, inverted=inverted,
                                 provenance=provenance, protect=source)
-    if kind == "png8":
-        frame = burn_mark(to_pixel_shape(document.render(values), document), provenance.scale)
-        return export.write_png(frame, path, bits=8, provenance=provenance, protect=source)
+    if kind == "png8":  # as shown, with the AI mark
+        return export.write_png(shown_frame(document), path, bits=8, provenance=provenance,
+                                protect=source)
     if kind == "tiff":
         return export.write_tiff16(values, path, value_range=value_range, inverted=inverted,
                                    provenance=provenance, protect=source)

@@ -121,11 +121,7 @@ def _header_end(zeros: list[bool]) -> Callable[[Any, Any, int], bool]:
 def _padded_non_image(ds: Dataset) -> bool:
     """A non-image object (a report, a DICOMDIR...) with zero padding at its end: it is read
     as before and skipped for what it is. An image header cut off by zeros is damage."""
-    meta = getattr(ds, "file_meta", None)
-    sop_class = str(ds.get("SOPClassUID", "") or "") or (
-        str(meta.get("MediaStorageSOPClassUID", "") or "") if meta is not None else "")
-    return bool(sop_class) and sop_class != _RT_IMAGE and any(
-        sop_class.startswith(prefix) for prefix, _reason in _NOT_IMAGES)
+    return _non_image_reason(ds) is not None
 
 
 def _zeros_sentence(name: str) -> str:
@@ -217,17 +213,31 @@ def skip_reason(ds: Dataset) -> str | None:
     """Why a readable DICOM object is not an image to show, or None if it is one.
 
     Raises ReadError for an image object that lost its Image Pixel module (a truncated file)."""
-    sop_class = str(ds.get("SOPClassUID", "") or "") or str(
-        ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
-    if sop_class and sop_class != _RT_IMAGE:
-        for prefix, reason in _NOT_IMAGES:
-            if sop_class.startswith(prefix):
-                return f"{reason} ({UID(sop_class).name}), not an image"
+    reason = _non_image_reason(ds)
+    if reason is not None:
+        return reason
+    sop_class = _sop_class(ds)
     if not ds.get("Rows") or not ds.get("Columns"):
         if "Image Storage" in UID(sop_class).name:
             raise ReadError("The file is an image object without Rows/Columns; it is incomplete "
                             "or damaged.")
         return "has no image (no Rows/Columns)"
+    return None
+
+
+def _sop_class(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    return str(ds.get("SOPClassUID", "") or "") or (
+        str(meta.get("MediaStorageSOPClassUID", "") or "") if meta is not None else "")
+
+
+def _non_image_reason(ds: Dataset) -> str | None:
+    """Why the object's SOP Class is not an image (a report, a DICOMDIR...), or None."""
+    sop_class = _sop_class(ds)
+    if sop_class and sop_class != _RT_IMAGE:
+        for prefix, reason in _NOT_IMAGES:
+            if sop_class.startswith(prefix):
+                return f"{reason} ({UID(sop_class).name}), not an image"
     return None
 
 

@@ -132,16 +132,16 @@ def _discard(pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def shutdown(*, kill: bool = True) -> None:
-    """Stop the helpers, at exit: `kill` ends their processes now instead of letting them finish
-    the decode in hand, which a hung decoder never does. No helper starts after this: a decode
+def shutdown() -> None:
+    """Stop the helpers, at exit: their processes are killed rather than left to finish the
+    decode in hand, which a hung decoder never does. No helper starts after this: a decode
     still asked for (a thread the exit has not stopped) ends with DecoderCrashed."""
     global _pool, _exiting
     with _lock:
         pool, _pool = _pool, None
         _exiting = True
     if pool is not None:
-        _discard(pool, kill=kill)
+        _discard(pool, kill=True)
 
 
 atexit.register(shutdown)
